@@ -1,0 +1,47 @@
+"""`gavel.Engine`: the in-process API for platform teams (and the server).
+
+    engine = Engine.load("rules/")
+    d = engine.decide({"action": {"type": "refund_approve", "amount": "120.00"}, "agent": {"id": "a1"}})
+    d.outcome, d.reason_code, d.rule, d.explain, d.to_dict()
+
+This module is the edge: it reads files and the clock, then hands pure data to the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from gavel.engine.decision import Decision
+from gavel.engine.engine import CompiledEngine, InvalidInput, PolicyError
+from gavel.lang.diagnostics import error
+from gavel.lang.source import Span
+from gavel.sources import SourceError, read_rule_files
+
+__all__ = ["Decision", "Engine", "InvalidInput", "PolicyError"]
+
+
+class Engine(CompiledEngine):
+    @classmethod
+    def load(cls, *paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Engine:
+        """Compile the `.rules` files in the given directories or files; raise PolicyError."""
+        flat: list[str | os.PathLike] = []
+        for p in paths:
+            if isinstance(p, str | os.PathLike):
+                flat.append(p)
+            else:
+                flat.extend(p)
+        try:
+            files = read_rule_files(flat)
+        except SourceError as exc:
+            raise PolicyError((error("E007", exc.message, Span.point(exc.path, 1, 1)),)) from None
+        return cls.from_texts({f.display: f.text for f in files}, {f.display: f.name for f in files})
+
+    @classmethod
+    def from_sources(cls, sources: Mapping[str, str]) -> Engine:
+        """Compile in-memory `{path: text}`."""
+        return cls.from_texts(dict(sources))
+
+    def decide(self, request: Mapping, facts: Mapping | None = None, now: datetime | None = None) -> Decision:
+        return self.decide_at(request, facts, now if now is not None else datetime.now(UTC))

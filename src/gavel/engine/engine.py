@@ -1,0 +1,61 @@
+"""The embeddable engine, pure: compile from texts, decide with an explicit `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from gavel.engine.decision import Decision
+from gavel.engine.evaluate import evaluate, evaluate_naive
+from gavel.engine.policy import CompiledPolicy, bundle_hash, compile_policy
+from gavel.lang.diagnostics import Diagnostic, render_all
+from gavel.lang.pipeline import Compilation, compile_sources
+
+
+class PolicyError(Exception):
+    """Policy text that does not compile; `diagnostics` lists every problem found."""
+
+    def __init__(self, diagnostics: tuple[Diagnostic, ...], rendered: str | None = None):
+        self.diagnostics = diagnostics
+        errors = [d for d in diagnostics if d.is_error]
+        super().__init__(rendered or "\n".join(d.headline() for d in errors) or "policy does not compile")
+
+
+class InvalidInput(ValueError):
+    """A request, facts or time the engine cannot decide on."""
+
+
+class CompiledEngine:
+    def __init__(self, policy: CompiledPolicy, compilation: Compilation):
+        self.policy = policy
+        self.compilation = compilation
+
+    @classmethod
+    def from_texts(cls, texts: Mapping[str, str], hash_names: Mapping[str, str] | None = None) -> CompiledEngine:
+        """Compile `{display path: text}`; `hash_names` maps display paths to bundle names."""
+        compilation = compile_sources(texts)
+        if not compilation.ok:
+            raise PolicyError(compilation.diagnostics, render_all(compilation.errors, compilation.sources))
+        names = hash_names or {p: p for p in texts}
+        digest = bundle_hash({names[p]: t for p, t in texts.items()})
+        return cls(compile_policy(compilation.program, compilation.sources, digest, names), compilation)
+
+    @property
+    def bundle_hash(self) -> str:
+        return self.policy.bundle_hash
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return self.compilation.warnings
+
+    def decide_at(self, request: Mapping, facts: Mapping | None, now: datetime, naive: bool = False) -> Decision:
+        if not isinstance(request, Mapping):
+            raise InvalidInput("request must be a mapping")
+        if facts is not None and not isinstance(facts, Mapping):
+            raise InvalidInput("facts must be a mapping or None")
+        if not isinstance(now, datetime):
+            raise InvalidInput("now must be a datetime")
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        run = evaluate_naive if naive else evaluate
+        return run(self.policy, request, facts, now)

@@ -1,0 +1,237 @@
+"""The decision tree: which rules can possibly match this request?
+
+Algorithm (a discrimination tree in the spirit of OPA's rule index):
+
+1. Every rule is a conjunction (its package's `scope` and its `when` conditions). From each
+   conjunct we extract *index tests* on input paths:
+   - equality and membership — `p == c`, `c == p`, `p in {c1, c2}` — become the set of values
+     that `p` may take;
+   - numeric bounds — `p < c`, `p >= c`, … on a path typed `number` — become an interval.
+   Everything else (negations, functions, arithmetic, quantifiers, `unless`) stays a *residual*
+   condition, evaluated only for rules the tree reaches.
+2. `build` picks the path that the most remaining rules test (ties: byte order of the path),
+   and makes a branch node on it:
+   - a `Switch` maps each value to the subtree of rules that accept it;
+   - a `Ranges` node splits the number line at every bound into elementary segments
+     (open intervals and single points) and maps each to the rules whose interval covers it;
+   - rules that do not test that path go to the node's `rest` subtree, which is always visited.
+   It recurses on each subtree with that (path, kind) used up, and stops at a `Leaf` when few
+   rules remain or no path is tested by two or more of them. A leaf entry keeps the rule and
+   the conditions not yet decided by the branches above it (in source order).
+3. `collect` walks the tree for one request: at each branch it reads the path once (memoised),
+   follows the matching child and the `rest` child, and returns the leaf entries reached. A
+   rule sits in at most one reachable leaf, so each is evaluated at most once.
+
+An index test decides exactly what its conjunct would (null never matches, `true` is not `1`),
+so the set of matching rules is the same as evaluating every rule in turn — `evaluate_naive`
+does that and the tests compare the two on generated rule sets and requests. If reading a
+branch's path fails (e.g. a malformed amount), the evaluator falls back to the naive path.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gavel.engine.compile import Fn, path_reader
+from gavel.lang import ir
+from gavel.lang.constraints import IndexTest, Interval, PathKey, index_test, value_key
+
+LEAF_SIZE = 3
+MAX_RANGE_FANOUT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A rule the tree could not rule out, and what is left to check."""
+
+    rule: int
+    residual: tuple[int, ...]  # indexes into the rule's conjuncts
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    entries: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    path: PathKey
+    read: Fn
+    cases: dict
+    rest: Node | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ranges:
+    path: PathKey
+    read: Fn
+    bounds: tuple[Decimal, ...]
+    segments: tuple[Node | None, ...]
+    rest: Node | None
+
+
+Node = Leaf | Switch | Ranges
+
+
+@dataclass
+class _Pending:
+    rule: int
+    tests: dict[tuple[PathKey, str], tuple[IndexTest, tuple[int, ...]]]  # (path, kind) → merged test, conjuncts
+    residual: tuple[int, ...]
+
+
+def build_tree(rule_conjuncts: list[tuple[ir.IExpr, ...]], path_types: dict[PathKey, Any]) -> Node | None:
+    """Build the tree over rules given as lists of conjuncts (their position is their id)."""
+    pending = []
+    for rule, conjuncts in enumerate(rule_conjuncts):
+        tests: dict = {}
+        residual = []
+        for i, cond in enumerate(conjuncts):
+            test = index_test(cond)
+            if test is None:
+                residual.append(i)
+                continue
+            key = (test.path, test.kind)
+            if key in tests:
+                old, idx = tests[key]
+                tests[key] = (old.merge(test), (*idx, i))
+            else:
+                tests[key] = (test, (i,))
+        pending.append(_Pending(rule, tests, tuple(residual)))
+    if not pending:
+        return None
+    return _build(pending, path_types)
+
+
+def _build(rules: list[_Pending], path_types: dict) -> Node | None:
+    if not rules:
+        return None
+    counts = Counter(key for r in rules for key in r.tests)
+    if len(rules) <= LEAF_SIZE or not counts:
+        return _leaf(rules)
+    key, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if count < 2:
+        return _leaf(rules)
+    path, kind = key
+    testing = [r for r in rules if key in r.tests]
+    rest = [r for r in rules if key not in r.tests]
+    read = path_reader(path[0], path[1:], path_types[path])
+    if kind == "eq":
+        groups: dict[Any, list[_Pending]] = {}
+        for r in testing:
+            test, _ = r.tests[key]
+            remaining = _without(r, key)
+            for v in sorted(test.values, key=repr):
+                groups.setdefault(v, []).append(remaining)
+        cases = {v: _build(g, path_types) for v, g in groups.items()}
+        return Switch(path, read, {v: n for v, n in cases.items() if n is not None}, _build(rest, path_types))
+    bounds = sorted({b for r in testing for b in _ends(r.tests[key][0].interval)})
+    segments: list[list[_Pending]] = [[] for _ in range(2 * len(bounds) + 1)]
+    placed = 0
+    for r in testing:
+        interval = r.tests[key][0].interval
+        remaining = _without(r, key)
+        for s in range(len(segments)):
+            if interval.contains_point(_segment_probe(bounds, s)) if s % 2 else _open_segment_inside(interval, bounds, s):
+                segments[s].append(remaining)
+                placed += 1
+    if placed > MAX_RANGE_FANOUT * len(testing) + 64:
+        # Too many overlapping intervals to split usefully: keep them as residual checks.
+        flattened = [_as_residual(r, key) for r in testing]
+        return _build(flattened + rest, path_types)
+    nodes = tuple(_build(s, path_types) for s in segments)
+    return Ranges(path, read, tuple(bounds), nodes, _build(rest, path_types))
+
+
+def _ends(interval: Interval) -> list[Decimal]:
+    return [b for b in (interval.low, interval.high) if b is not None]
+
+
+def _segment_probe(bounds: list[Decimal], s: int) -> Decimal:
+    return bounds[(s - 1) // 2]
+
+
+def _open_segment_inside(interval: Interval, bounds: list[Decimal], s: int) -> bool:
+    """Whether the open segment s (between bounds[s//2 - 1] and bounds[s//2]) lies in interval."""
+    i = s // 2
+    lo = bounds[i - 1] if i > 0 else None
+    hi = bounds[i] if i < len(bounds) else None
+    if interval.low is not None and (lo is None or lo < interval.low):
+        return False
+    return not (interval.high is not None and (hi is None or hi > interval.high))
+
+
+def _without(r: _Pending, key) -> _Pending:
+    return _Pending(r.rule, {k: v for k, v in r.tests.items() if k != key}, r.residual)
+
+
+def _as_residual(r: _Pending, key) -> _Pending:
+    _, idx = r.tests[key]
+    return _Pending(r.rule, {k: v for k, v in r.tests.items() if k != key}, tuple(sorted((*r.residual, *idx))))
+
+
+def _leaf(rules: list[_Pending]) -> Leaf:
+    entries = []
+    for r in sorted(rules, key=lambda r: r.rule):
+        undecided = set(r.residual)
+        for _, idx in r.tests.values():
+            undecided.update(idx)
+        entries.append(Candidate(r.rule, tuple(sorted(undecided))))
+    return Leaf(tuple(entries))
+
+
+def collect(root: Node | None, act) -> list[Candidate]:
+    """The leaf entries this request reaches (raises EvalError if a branch path is unreadable)."""
+    out: list[Candidate] = []
+    if root is None:
+        return out
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is Leaf:
+            out.extend(node.entries)
+            continue
+        if node.rest is not None:
+            stack.append(node.rest)
+        v = node.read(act)
+        if v is None:
+            continue
+        if type(node) is Switch:
+            try:
+                child = node.cases.get(value_key(v))
+            except TypeError:  # unhashable (a list or object): equals no constant
+                child = None
+        else:
+            bounds = node.bounds
+            i = bisect_left(bounds, v)
+            seg = 2 * i + 1 if i < len(bounds) and bounds[i] == v else 2 * i
+            child = node.segments[seg]
+        if child is not None:
+            stack.append(child)
+    return out
+
+
+def tree_stats(root: Node | None) -> dict[str, int]:
+    """Node counts, for `gavel check --stats` and the benchmarks."""
+    stats = {"switch": 0, "ranges": 0, "leaf": 0, "entries": 0, "depth": 0}
+
+    def walk(n: Node | None, depth: int) -> None:
+        if n is None:
+            return
+        stats["depth"] = max(stats["depth"], depth)
+        if isinstance(n, Leaf):
+            stats["leaf"] += 1
+            stats["entries"] += len(n.entries)
+            return
+        stats["switch" if isinstance(n, Switch) else "ranges"] += 1
+        walk(n.rest, depth + 1)
+        children = n.cases.values() if isinstance(n, Switch) else n.segments
+        for c in children:
+            walk(c, depth + 1)
+
+    walk(root, 0)
+    return stats

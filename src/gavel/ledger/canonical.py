@@ -1,0 +1,152 @@
+"""Canonical JSON: the exact bytes Gavel hashes and signs.
+
+This is RFC 8785 (JSON Canonicalization Scheme, JCS) restricted to the values Gavel produces,
+with one deliberate rule for money. The canonical form of a value is:
+
+- `None`, `True`, `False` → `null`, `true`, `false`.
+- `int` → its decimal digits, with a leading `-` when negative and no `+`, leading zeros or
+  exponent. Only ints within ±(2**53 - 1) are accepted: JCS numbers follow ECMAScript (IEEE
+  754 doubles), and outside that range two different ints share one double, so two parties
+  could read one hash as two values.
+- `decimal.Decimal` → a JSON *string* holding `canonical_decimal(d)`: plain digits, no
+  exponent, no trailing fractional zeros, no trailing `.`, and `0` for every zero (so
+  `Decimal("120.50")` → `"120.5"`, `Decimal("1E+2")` → `"100"`). NaN and infinities are
+  refused. Money is never a JSON number, so no reader can round it through a double.
+- `float` → refused: a binary float cannot hold most decimal amounts exactly, so two parties
+  could hash different values for the same figure.
+- `str` → `"` + the string + `"`, where `"` and `\\` are escaped as `\\"` and `\\\\`,
+  U+0008, U+0009, U+000A, U+000C, U+000D as `\\b`, `\\t`, `\\n`, `\\f`, `\\r`, the other
+  characters below U+0020 as `\\u00xx` (lower-case hex), and every other character is written
+  as itself (no `\\u` escapes for non-ASCII). Lone surrogates are refused (I-JSON).
+- `list`/`tuple` → `[` + the members' canonical forms joined by `,` + `]`.
+- mapping with `str` keys → `{` + `"key":value` pairs joined by `,` + `}`, keys sorted by their
+  UTF-16 code units (as JCS requires: this is *not* code-point order for characters above
+  U+FFFF).
+- No whitespace anywhere. The text is encoded as UTF-8 without a byte-order mark.
+
+Anything else (other types, non-`str` keys) is refused with `TypeError`; values of an accepted
+type that have no canonical form are refused with `ValueError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def canonical_json(value: object) -> str:
+    """Return the canonical JSON text of `value` (see the module docstring)."""
+    parts: list[str] = []
+    _write(value, parts)
+    return "".join(parts)
+
+
+def canonical_bytes(value: object) -> bytes:
+    """Return the canonical JSON of `value` as UTF-8 bytes: what gets hashed and signed."""
+    return canonical_json(value).encode("utf-8")
+
+
+def canonical_decimal(amount: Decimal) -> str:
+    """Return `amount` as plain decimal digits: no exponent, no trailing zeros, no `-0`."""
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"expected a Decimal, got {type(amount).__name__}")
+    if not amount.is_finite():
+        raise ValueError(f"`{amount}` has no canonical decimal form (not a finite number)")
+    # Formatting with "f" and no precision is exact: it never rounds to the context precision,
+    # unlike Decimal.normalize().
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def sha256_hex_digest(data: bytes) -> str:
+    """Return `sha256:` followed by the lower-case hex SHA-256 of `data`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _write(value: object, parts: list[str]) -> None:
+    # bool before int: bool is a subclass of int, and True is not 1 here.
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        parts.append(_integer(value))
+    elif isinstance(value, float):
+        raise TypeError(
+            f"float `{value!r}` cannot be canonicalised: binary floats do not hold decimal "
+            "amounts exactly, so use decimal.Decimal (serialised as a string) or int"
+        )
+    elif isinstance(value, Decimal):
+        parts.append(_string(canonical_decimal(value)))
+    elif isinstance(value, str):
+        parts.append(_string(value))
+    elif isinstance(value, list | tuple):
+        parts.append("[")
+        for index, member in enumerate(value):
+            if index:
+                parts.append(",")
+            _write(member, parts)
+        parts.append("]")
+    elif isinstance(value, Mapping):
+        _write_object(value, parts)
+    else:
+        raise TypeError(f"`{type(value).__name__}` values have no canonical JSON form")
+
+
+def _write_object(mapping: Mapping[object, object], parts: list[str]) -> None:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise TypeError(f"object keys must be str, got {type(key).__name__} `{key!r}`")
+    parts.append("{")
+    for index, key in enumerate(sorted(mapping, key=_utf16_sort_key)):
+        if index:
+            parts.append(",")
+        parts.append(_string(key))
+        parts.append(":")
+        _write(mapping[key], parts)
+    parts.append("}")
+
+
+def _utf16_sort_key(key: str) -> bytes:
+    # Big-endian UTF-16 bytes compare exactly as the sequence of UTF-16 code units does.
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _integer(value: int) -> str:
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise ValueError(
+            f"integer {value} is outside ±(2**53 - 1): JCS numbers are IEEE 754 doubles, "
+            "which cannot represent it exactly; use a Decimal"
+        )
+    return int.__repr__(value)  # plain digits, even for int subclasses such as IntEnum
+
+
+def _string(text: str) -> str:
+    if _LONE_SURROGATE.search(text):
+        raise ValueError(f"string {text!r} holds a lone surrogate, which has no UTF-8 form")
+    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or f"\\u{ord(char):04x}"

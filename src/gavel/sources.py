@@ -1,0 +1,62 @@
+"""Reading `.rules` files from disk — the I/O edge in front of the pure compiler."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+RULE_SUFFIX = ".rules"
+MAX_FILE_BYTES = 1_000_000
+MAX_FILES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFile:
+    display: str  # as the user should see it in diagnostics
+    name: str  # relative to the bundle root; what the bundle hash covers
+    text: str
+
+
+class SourceError(Exception):
+    """A path that cannot be read as rules (missing, not UTF-8, too large, …)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def read_rule_files(paths: Iterable[str | os.PathLike]) -> list[RuleFile]:
+    """All `.rules` files under the given directories and files, sorted by name."""
+    found: dict[str, RuleFile] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in sorted(path.rglob(f"*{RULE_SUFFIX}")):
+                if any(part.startswith(".") for part in file.relative_to(path).parts):
+                    continue
+                rel = file.relative_to(path).as_posix()
+                found[rel] = _read(file, rel)
+        elif path.is_file():
+            found[path.name] = _read(path, path.name)
+        else:
+            raise SourceError(str(raw), "no such file or directory")
+        if len(found) > MAX_FILES:
+            raise SourceError(str(raw), f"more than {MAX_FILES} rule files")
+    return [found[k] for k in sorted(found)]
+
+
+def _read(path: Path, name: str) -> RuleFile:
+    display = os.path.relpath(path) if not path.is_absolute() else str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SourceError(display, f"file is larger than {MAX_FILE_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(display, f"not valid UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise SourceError(display, exc.strerror or str(exc)) from None
+    return RuleFile(display, name, text)
