@@ -334,7 +334,7 @@ class Checker:
             return None
         if obj.type.kind in ("dynamic", "object", "null"):
             return ir.GetMember(obj, e.name, DYNAMIC, e.span)
-        self.sink.error("E102", f"a {obj.type} has no member `{e.name}`", e.span)
+        self.sink.error("E102", f"{_a(obj.type)} has no member `{e.name}`", e.span)
         return None
 
     def _path(self, e: ast.Expr, chain: tuple[str, ...], span: Span, ctx: _Scope):
@@ -360,7 +360,7 @@ class Checker:
             value = ir.LetRef(ctx.package.name, head, value_ir.type, span)
             for name in rest:
                 if value.type.kind not in ("dynamic", "object"):
-                    self.sink.error("E102", f"a {value.type} has no member `{name}`", span)
+                    self.sink.error("E102", f"{_a(value.type)} has no member `{name}`", span)
                     return None
                 value = ir.GetMember(value, name, DYNAMIC, span)
             return value
@@ -405,7 +405,7 @@ class Checker:
                 if node.kind == "dynamic":
                     return ir.InputPath(source, chain, DYNAMIC, span)
                 where = ".".join(chain[:i])
-                self.sink.error("E102", f"`{where}` is a {node} and has no member `{name}`", span)
+                self.sink.error("E102", f"`{where}` is {_a(node)} and has no member `{name}`", span)
                 return None
             if name not in node:
                 siblings = dict(node)
@@ -433,7 +433,7 @@ class Checker:
             return ir.GetIndex(obj, idx, obj.type.elem or DYNAMIC, e.span)
         if kind in ("dynamic", "object", "null"):
             return ir.GetIndex(obj, idx, DYNAMIC, e.span)
-        self.sink.error("E102", f"a {obj.type} cannot be indexed", e.span)
+        self.sink.error("E102", f"{_a(obj.type)} cannot be indexed", e.span)
         return None
 
     def _x_Call(self, e: ast.Call, ctx: _Scope):
@@ -458,7 +458,9 @@ class Checker:
             try:
                 re2.compile(pattern.value)
             except re2.error as exc:
-                self.sink.error("E108", f"invalid regular expression: {exc}", e.args[1].span,
+                detail = exc.args[0] if exc.args else ""
+                detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+                self.sink.error("E108", f"invalid regular expression: {detail}", e.args[1].span,
                                 "patterns use RE2 syntax (no backreferences or look-around)")
                 return None
         if e.func == "time" and isinstance(args[0], ir.Const):
@@ -479,7 +481,7 @@ class Checker:
                 return None
             return ir.Not(operand, BOOL, e.span)
         if operand.type.kind not in ("number", "duration", "dynamic", "null"):
-            self.sink.error("E103", f"cannot negate a {operand.type}", e.span)
+            self.sink.error("E103", f"cannot negate {_a(operand.type)}", e.span)
             return None
         return ir.Neg(operand, operand.type, e.span)
 
@@ -504,7 +506,7 @@ class Checker:
         if e.op in ("<", "<=", ">", ">="):
             for t in (lt, rt):
                 if t.kind not in ORDERED and t.kind not in ("dynamic", "null"):
-                    self.sink.error("E103", f"`{e.op}` cannot order a {t}", e.span)
+                    self.sink.error("E103", f"`{e.op}` cannot order {_a(t)}", e.span)
                     return None
             if "null" in (lt.kind, rt.kind):
                 self.sink.warning("W305", f"`{e.op}` with null is always false", e.span,
@@ -520,7 +522,7 @@ class Checker:
                 return None
             elem = rt.elem or DYNAMIC
             if not compatible(lt, elem):
-                self.sink.error("E103", f"cannot look for a {lt} in a {rt}", e.span, _compare_hint(lt, elem))
+                self.sink.error("E103", f"cannot look for {_a(lt)} in {_a(rt)}", e.span, _compare_hint(lt, elem))
                 return None
             self._known_values(left, right)
             return ir.Compare(e.op, left, right, BOOL, e.span)
@@ -612,6 +614,11 @@ class Checker:
                     hint = did_you_mean(c.value, known)
                     self.sink.warning("W306", f"`{c.value}` is never a value here", c.span,
                                       f"did you mean `{hint}`?" if hint else f"values: {', '.join(known)}")
+
+
+def _a(t: Type) -> str:
+    text = str(t)
+    return f"an {text}" if text[0] in "aeiou" else f"a {text}"
 
 
 def _static_chain(e: ast.Expr) -> tuple[str, ...] | None:

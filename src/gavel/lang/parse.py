@@ -21,6 +21,7 @@ from gavel.lang.source import Source, Span
 
 MAX_SOURCE_BYTES = 1_000_000
 MAX_NESTING = 64
+MAX_EXPR_DEPTH = 200
 
 # Newlines after these tokens continue the line (the expression is unfinished).
 _CONTINUE_AFTER = frozenset(
@@ -121,7 +122,30 @@ def parse_source(source: Source) -> tuple[ast.Module | None, tuple[Diagnostic, .
         return None, (error("E002", exc.message, exc.span, exc.help),)
     except UnexpectedInput as exc:
         return None, (_syntax_error(source, exc),)
+    except RecursionError:
+        return None, (error("E005", "expression nested too deeply", Span.point(source.path, 1, 1)),)
+    deep = _too_deep(module)
+    if deep is not None:
+        return None, (error("E005", f"expression nested deeper than {MAX_EXPR_DEPTH} levels", deep),)
     return module, ()
+
+
+def _too_deep(module: ast.Module) -> Span | None:
+    """The span of an expression nested too deeply for the later (recursive) passes, if any."""
+    stack = [(item, 0) for item in module.items]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EXPR_DEPTH:
+            return getattr(node, "span", None) or Span.point(module.path, 1, 1)
+        for name in getattr(node, "__dataclass_fields__", {}):
+            if name == "span":
+                continue
+            value = getattr(node, name)
+            children = value if isinstance(value, tuple) else (value,)
+            for child in children:
+                if hasattr(child, "__dataclass_fields__"):
+                    stack.append((child, depth + 1))
+    return None
 
 
 def _parse_with_comments(parser: Lark, source: Source, comments: list):
