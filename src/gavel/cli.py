@@ -129,7 +129,8 @@ def _read_json(path: str, what: str):
     try:
         value = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise UsageError(
+            f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(value, dict):
         raise UsageError(f"{what} {path} must be a JSON object")
     return value
@@ -146,7 +147,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         now = parse_time(args.now) if args.now else datetime.now(UTC)
     except ValueError:
-        raise UsageError(f"--now must be an ISO-8601 time with a zone, e.g. 2026-11-21T10:00:00Z; got {args.now}") from None
+        raise UsageError(
+            f"--now must be an ISO-8601 time with a zone, e.g. 2026-11-21T10:00:00Z; got {args.now}") from None
     try:
         engine = _load([args.rules])
     except PolicyError as exc:

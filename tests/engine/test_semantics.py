@@ -206,7 +206,8 @@ rule ok allow "p.ok" when action.type == "refund"
 
 
 def test_null_in_set_is_false_even_when_set_holds_null() -> None:
-    d = decide('package p\nrule r deny "p.r" when context.x in {null, "a"}\nrule ok allow "p.ok" when action.type == "refund"', req())
+    text = 'package p\nrule r deny "p.r" when context.x in {null, "a"}\n' 'rule ok allow "p.ok" when action.type == "refund"'
+    d = decide(text, req())
     assert d.reason_code == "p.ok"
 
 
@@ -288,7 +289,8 @@ def test_builtins(request_, now, reason) -> None:
 
 
 def test_regex_is_linear_time() -> None:
-    text = 'package p\nrule r deny "p.r" when matches(action.resource, "(a+)+$")\nrule ok allow "p.ok" when action.type == "tool"'
+    text = ('package p\nrule r deny "p.r" when matches(action.resource, "(a+)+$")\n'
+            'rule ok allow "p.ok" when action.type == "tool"')
     d = decide(text, req("tool", action={"resource": "a" * 50_000 + "!"}))
     assert d.reason_code == "p.ok"
 

@@ -20,7 +20,16 @@ from gavel.engine.activation import MISSING, Activation
 from gavel.engine.builtins import FUNCTIONS, make_duration_since
 from gavel.lang import ir
 from gavel.lang.values import (
-    EvalError, arith, equal, from_data, get_index, get_member, member, negate, order, to_number,
+    EvalError,
+    arith,
+    equal,
+    from_data,
+    get_index,
+    get_member,
+    member,
+    negate,
+    order,
+    to_number,
     type_name,
 )
 

@@ -128,7 +128,8 @@ def _next_steps(d: Decision) -> list[str]:
     if d.outcome == "require_approval" and d.route is not None:
         r = d.route
         hours = int(r.timeout.total_seconds()) // 3600
-        within = f"{hours}h" if hours and r.timeout.total_seconds() % 3600 == 0 else f"{int(r.timeout.total_seconds())}s"
+        seconds = int(r.timeout.total_seconds())
+        within = f"{hours}h" if hours and seconds % 3600 == 0 else f"{seconds}s"
         plural = "s" if r.approvals != 1 else ""
         then = f"escalate to `{r.escalate_to}`" if r.on_timeout == "escalate" else r.on_timeout
         return [f"wait for {r.approvals} approval{plural} from role `{r.role}` within {within}; on timeout: {then}"]

@@ -136,7 +136,10 @@ def _build(rules: list[_Pending], path_types: dict) -> Node | None:
         interval = r.tests[key][0].interval
         remaining = _without(r, key)
         for s in range(len(segments)):
-            if interval.contains_point(_segment_probe(bounds, s)) if s % 2 else _open_segment_inside(interval, bounds, s):
+            point = s % 2 == 1
+            inside = (interval.contains_point(_segment_probe(bounds, s)) if point
+                      else _open_segment_inside(interval, bounds, s))
+            if inside:
                 segments[s].append(remaining)
                 placed += 1
     if placed > MAX_RANGE_FANOUT * len(testing) + 64:

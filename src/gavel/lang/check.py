@@ -23,9 +23,26 @@ from gavel.lang.diagnostics import Diagnostic, DiagnosticSink, did_you_mean
 from gavel.lang.functions import SIGNATURES
 from gavel.lang.source import Span
 from gavel.lang.types import (
-    BOOL, DURATION, DYNAMIC, FACT_SCHEMA, KNOWN_VALUES, NULL, NUMBER, OBJECT, ORDERED,
-    REQUEST_SCHEMA, RISK_SCHEMA, ROOTS, STRING, TIME, WEEKDAYS, Type, compatible, list_of,
-    set_of, unify,
+    BOOL,
+    DURATION,
+    DYNAMIC,
+    FACT_SCHEMA,
+    KNOWN_VALUES,
+    NULL,
+    NUMBER,
+    OBJECT,
+    ORDERED,
+    REQUEST_SCHEMA,
+    RISK_SCHEMA,
+    ROOTS,
+    STRING,
+    TIME,
+    WEEKDAYS,
+    Type,
+    compatible,
+    list_of,
+    set_of,
+    unify,
 )
 
 REASON_CODE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
@@ -536,13 +553,10 @@ class Checker:
             result = NUMBER if "number" in pair else DYNAMIC
         elif e.op in ("+", "-") and pair <= {"duration", "null"}:
             result = DURATION
-        elif e.op == "+" and pair == {"time", "duration"}:
+        elif e.op == "+" and pair == {"time", "duration"} or e.op == "-" and lk == "time" and rk == "duration":
             result = TIME
-        elif e.op == "-" and lk == "time" and rk == "duration":
-            result = TIME
-        elif e.op == "-" and lk == "time" and rk == "time":
-            result = DURATION
-        elif e.op in ("*", "/") and lk == "duration" and rk == "number":
+        elif (e.op == "-" and lk == "time" and rk == "time") or (
+                e.op in ("*", "/") and lk == "duration" and rk == "number"):
             result = DURATION
         elif "dynamic" in pair:
             result = DYNAMIC

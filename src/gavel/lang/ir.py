@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any
 
 from gavel.lang.source import NO_SPAN, Span
 from gavel.lang.types import Type
@@ -166,10 +166,10 @@ class MakeObject:
     span: Span = _span()
 
 
-IExpr = Union[
-    Const, InputPath, Now, RiskRef, LetRef, Var, GetMember, GetIndex, CallFn, Not, Neg, Logic,
-    Compare, Arith, Quant, MakeList, MakeSet, MakeObject,
-]
+IExpr = (
+    Const | InputPath | Now | RiskRef | LetRef | Var | GetMember | GetIndex | CallFn
+    | Not | Neg | Logic | Compare | Arith | Quant | MakeList | MakeSet | MakeObject
+)
 
 
 @dataclass(frozen=True, slots=True)

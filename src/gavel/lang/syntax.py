@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Literal as Lit
-from typing import Union
 
 from gavel.lang.source import NO_SPAN, Span
 
@@ -113,7 +112,9 @@ class ObjectLit:
     span: Span = _span()
 
 
-Expr = Union[Literal, Name, Member, Index, Call, Unary, Binary, Quantifier, SetLit, ListLit, ObjectLit]
+Expr = (
+    Literal | Name | Member | Index | Call | Unary | Binary | Quantifier | SetLit | ListLit | ObjectLit
+)
 
 COMPARISON_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 ARITHMETIC_OPS = ("+", "-", "*", "/")
@@ -203,7 +204,9 @@ class TestDecl:
     span: Span = _span()
 
 
-Item = Union[LetDecl, ScopeDecl, DefaultDecl, RiskDecl, RuleDecl, TestDecl]
+Item = (
+    LetDecl | ScopeDecl | DefaultDecl | RiskDecl | RuleDecl | TestDecl
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,9 +126,9 @@ _ORDERABLE = (Decimal, str, timedelta, datetime)
 def order(op: str, a: Any, b: Any) -> bool:
     if a is None or b is None:
         return False
-    if type(a) is bool or type(b) is bool or not isinstance(a, _ORDERABLE) or type(a) is not type(b):
-        if not (isinstance(a, datetime) and isinstance(b, datetime)):
-            raise EvalError(f"cannot order {type_name(a)} and {type_name(b)}")
+    mismatched = type(a) is bool or type(b) is bool or not isinstance(a, _ORDERABLE) or type(a) is not type(b)
+    if mismatched and not (isinstance(a, datetime) and isinstance(b, datetime)):
+        raise EvalError(f"cannot order {type_name(a)} and {type_name(b)}")
     if op == "<":
         return a < b
     if op == "<=":
