@@ -112,9 +112,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"      got      {r.actual}")
         print(f"      explain  {r.decision.explain['summary']}")
     if args.coverage:
-        total = len(engine.policy.rules) + len(engine.policy.defaults)
+        total = len(engine.policy.rules) + len(engine.policy.defaults) + len(engine.policy.risks)
         covered = total - len(report.uncovered)
-        print(f"coverage: {covered}/{total} rules matched by at least one test")
+        print(f"coverage: {covered}/{total} rules (risk rules and defaults included) matched by at least one test")
         for rule in report.uncovered:
             print(f"  not covered: {rule}")
     print(f"{report.passed} passed, {report.failed} failed")
@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--facts", metavar="FILE", help="facts JSON")
     p.add_argument("--now", metavar="ISO", help="decision time (default: now)")
     p.set_defaults(run=cmd_eval)
+
+    from gavel import cli_service
+
+    cli_service.register(sub)
     return parser
 
 

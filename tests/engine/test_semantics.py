@@ -206,17 +206,19 @@ rule ok allow "p.ok" when action.type == "refund"
 
 
 def test_null_in_set_is_false_even_when_set_holds_null() -> None:
-    text = 'package p\nrule r deny "p.r" when context.x in {null, "a"}\n' 'rule ok allow "p.ok" when action.type == "refund"'
+    text = ('package p\nrule r deny "p.r" when context.x in {null, "a"}\n'
+            'rule ok allow "p.ok" when action.type == "refund"')
     d = decide(text, req())
     assert d.reason_code == "p.ok"
 
 
-def test_all_over_missing_collection_is_vacuously_true_and_any_false() -> None:
+def test_quantifiers_over_a_missing_collection_are_false_but_all_over_empty_is_true() -> None:
     text = """package p
 rule every allow "p.every" when all i in action.args.items: i.price < 10
 rule some deny "p.some" when any i in action.args.items: i.price >= 10
 """
-    assert decide(text, req()).reason_code == "p.every"
+    assert decide(text, req()).reason_code == "policy.no_match"  # missing: neither holds (fail closed)
+    assert decide(text, req(action={"args": {"items": []}})).reason_code == "p.every"
     assert decide(text, req(action={"args": {"items": [{"price": 3}, {"price": 12}]}})).reason_code == "p.some"
 
 
@@ -246,6 +248,25 @@ rule ok allow "p.ok" when context.flag == true
     assert d.reason_code == "p.ok" and d.matched_rules == ("p.ok",)
     d = decide(text, req(context={"flag": 1}))
     assert d.outcome == "deny"
+
+
+def test_number_converts_decimal_strings_from_free_form_data() -> None:
+    text = """package p
+rule short deny "p.short" when number(context.received) < number(context.invoiced)
+rule ok allow "p.ok" when action.type == "refund"
+"""
+    assert decide(text, req(context={"received": "9", "invoiced": "10"})).reason_code == "p.short"
+    assert decide(text, req(context={"received": "10", "invoiced": 10})).reason_code == "p.ok"
+    assert decide(text, req(context={"received": "ten", "invoiced": "10"})).reason_code == "policy.evaluation_error"
+
+
+def test_object_literals_in_conditions_compile_and_evaluate() -> None:
+    text = """package p
+let limits = {ops: 5000, sales: 100}
+rule within allow "p.within" when action.amount <= limits[action.business_unit]
+"""
+    assert decide(text, req(amount="4000", action={"business_unit": "ops"})).reason_code == "p.within"
+    assert decide(text, req(amount="4000", action={"business_unit": "sales"})).reason_code == "policy.no_match"
 
 
 def test_division_by_zero_at_runtime_fails_closed() -> None:

@@ -16,7 +16,7 @@ import re2
 
 from gavel.lang.check import parse_time
 from gavel.lang.types import WEEKDAYS
-from gavel.lang.values import DECIMAL_CONTEXT, EvalError, member, order, type_name
+from gavel.lang.values import DECIMAL_CONTEXT, EvalError, member, order, to_number, type_name
 
 
 def _len(x: Any) -> Decimal | None:
@@ -167,6 +167,14 @@ def make_duration_since(now: datetime):
     return duration_since
 
 
+def _number(x: Any) -> Decimal | None:
+    if x is None or (isinstance(x, Decimal) and type(x) is not bool):
+        return x
+    if isinstance(x, str):
+        return to_number(x)
+    raise EvalError(f"number() of {type_name(x)}")
+
+
 FUNCTIONS = {
     "len": _len,
     "count": _count,
@@ -184,6 +192,7 @@ FUNCTIONS = {
     "hour": _time_fn(lambda t: Decimal(t.hour)),
     "date": _time_fn(lambda t: t.date().isoformat()),
     "time": _time,
+    "number": _number,
     # duration_since needs the decision's `now`; the compiler binds it per activation
     "duration_since": None,
 }

@@ -57,7 +57,10 @@ def _convert_for(t) -> Callable[[Any], Any]:
             if v is None:
                 return None
             if isinstance(v, list | tuple | set | frozenset):
-                return frozenset(from_data(x) for x in v)
+                try:
+                    return frozenset(from_data(x) for x in v)
+                except TypeError:  # a list or object inside: not a set of scalars
+                    raise EvalError("expected a list of strings, found nested data") from None
             raise EvalError(f"expected a list, found {type_name(from_data(v))}")
         return as_set
     return from_data
@@ -232,10 +235,11 @@ class Compiler:
 
         def quantify(act: Activation) -> bool:
             items = coll(act)
-            if items is None:
-                return not want_any
+            if items is None:  # a missing collection satisfies neither `any` nor `all` (fail closed)
+                return False
             if isinstance(items, Mapping) or not isinstance(items, tuple | frozenset):
-                raise EvalError(f"`{e.kind}` needs a list or set, found {type_name(items)}")
+                raise EvalError(f"`{e.kind} … in` needs a list or set, found {type_name(items)} "
+                                f"`{str(items)[:40]}`")
             failure: EvalError | None = None
             saved = act.vars.get(slot, MISSING)
             try:

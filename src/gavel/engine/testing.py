@@ -71,6 +71,8 @@ def run_tests(engine: CompiledEngine) -> TestReport:
             and (test.expect_role is None or (decision.route is not None and decision.route.role == test.expect_role))
         )
         results.append(TestResult(test, decision, ok))
-    every_rule = [r.ir.id for r in engine.policy.rules] + [d.ir.id for d, _ in engine.policy.defaults]
+        hit.update(f.rule for f in decision.risk_factors)
+    every_rule = ([r.ir.id for r in engine.policy.rules] + [d.ir.id for d, _ in engine.policy.defaults]
+                  + [r.ir.id for r in engine.policy.risks])
     uncovered = tuple(sorted(r for r in every_rule if r not in hit))
     return TestReport(tuple(results), uncovered)

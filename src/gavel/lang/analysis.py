@@ -46,7 +46,7 @@ def _contradiction(conjuncts: tuple[ir.IExpr, ...]) -> str | None:
     return None
 
 
-def _implied(cond: ir.IExpr, own: set[ir.IExpr], own_tests: dict) -> bool:
+def _implied(cond: ir.IExpr, own: tuple[ir.IExpr, ...], own_tests: dict) -> bool:
     if cond in own:
         return True
     test = index_test(cond)
@@ -115,7 +115,7 @@ def _shadowing(entries) -> list[Diagnostic]:
                 for e in buckets[v]:
                     seen[id(e)] = e
             candidates = list(seen.values())
-        own = set(r_conj)
+        own = r_conj  # a tuple: folded constants may hold dicts, which do not hash
         for _, s, s_conj, _ in candidates:
             pairs += 1
             if pairs > MAX_PAIRS:

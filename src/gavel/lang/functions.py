@@ -110,6 +110,7 @@ SIGNATURES: dict[str, Signature] = {
         Signature("hour", "hour(time) -> number", _fixed((("time",),), NUMBER)),
         Signature("date", "date(time) -> string", _fixed((("time",),), STRING)),
         Signature("time", "time(iso_string) -> time", _fixed((("string",),), TIME)),
+        Signature("number", "number(decimal_string | number) -> number", _fixed((("string", "number"),), NUMBER)),
         Signature("duration_since", "duration_since(time | iso_string) -> duration", _duration_since),
     )
 }

@@ -14,6 +14,10 @@ with one deliberate rule for money. The canonical form of a value is:
   refused. Money is never a JSON number, so no reader can round it through a double.
 - `float` → refused: a binary float cannot hold most decimal amounts exactly, so two parties
   could hash different values for the same figure.
+- `JsonNumber` (a float that arrived as a JSON number from a client, e.g. inside
+  `google.protobuf.Struct` args) → the ECMAScript `Number.prototype.toString` form that JCS
+  prescribes (`1.5`, `1e+21`, `1e-7`), so a client hashing the same JSON with any JCS library
+  gets the same bytes.
 - `str` → `"` + the string + `"`, where `"` and `\\` are escaped as `\\"` and `\\\\`,
   U+0008, U+0009, U+000A, U+000C, U+000D as `\\b`, `\\t`, `\\n`, `\\f`, `\\r`, the other
   characters below U+0020 as `\\u00xx` (lower-case hex), and every other character is written
@@ -48,6 +52,37 @@ _SHORT_ESCAPES = {
 }
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class JsonNumber(float):
+    """A number received as JSON (not money): canonicalised as JCS/ECMAScript prescribe."""
+
+
+def ecmascript_number(x: float) -> str:
+    """ECMAScript's Number::toString for a finite double (the JCS number form)."""
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError("NaN and infinities have no JSON form")
+    if x == 0:
+        return "0"
+    if x < 0:
+        return "-" + ecmascript_number(-x)
+    mantissa, _, exp_text = repr(float(x)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    frac = "" if frac == "0" else frac
+    all_digits = whole + frac
+    zeros = len(all_digits) - len(all_digits.lstrip("0"))
+    digits = all_digits[zeros:].rstrip("0")
+    n = len(whole) - zeros + (int(exp_text) if exp_text else 0)  # value = 0.digits × 10^n
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    e = n - 1
+    head = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{head}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
 def canonical_json(value: object) -> str:
@@ -91,6 +126,8 @@ def _write(value: object, parts: list[str]) -> None:
         parts.append("false")
     elif isinstance(value, int):
         parts.append(_integer(value))
+    elif isinstance(value, JsonNumber):
+        parts.append(ecmascript_number(value))
     elif isinstance(value, float):
         raise TypeError(
             f"float `{value!r}` cannot be canonicalised: binary floats do not hold decimal "
