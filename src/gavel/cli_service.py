@@ -1,0 +1,215 @@
+"""Service commands: `gavel serve`, `gavel tenants create`, `gavel keys …`, `gavel health`.
+
+Flags override `GAVEL_*` environment variables, which override defaults (see config.py).
+Administrative commands work against the same `--database-url` with or without a running
+server, and create or migrate the schema on an empty database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+DEV_KEY_DESCRIPTION = "gavel serve --dev"
+
+
+def _settings(args: argparse.Namespace):
+    from gavel.config import Settings
+
+    overrides = {k: v for k in ("grpc_addr", "http_addr", "data_dir", "database_url", "rules",
+                                "rate_limit_per_minute", "token_ttl_seconds", "sqlite_synchronous", "log_level")
+                 if (v := getattr(args, k, None)) is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("gavel: invalid settings:\n" + "\n".join(lines)) from None
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="SQLite file and signing keys (default ./.gavel; GAVEL_DATA_DIR)")
+    p.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://… (GAVEL_DATABASE_URL)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gavel.api import PolicyError
+    from gavel.bootstrap import build
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        runtime = build(settings)
+    except PolicyError as exc:
+        print(f"gavel serve: the rules in {settings.rules} do not compile:\n{exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a store or key file problem: say what, not a traceback
+        print(f"gavel serve: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(_serve(runtime, args.dev))
+
+
+async def _serve(runtime, dev: bool) -> int:
+    from gavel.adapters.grpc.server import GrpcServer
+
+    settings = runtime.settings
+    if dev:
+        await asyncio.to_thread(_bootstrap_dev, runtime)
+    server = GrpcServer(runtime)
+    try:
+        port = await server.start(settings.grpc_addr)
+    except OSError as exc:
+        print(f"gavel serve: {exc}", file=sys.stderr)
+        await runtime.close()
+        return 1
+    host = settings.grpc_addr.rpartition(":")[0]
+    print(f"gavel: serving gRPC on {host}:{port} (rules: {settings.rules}, store: "
+          f"{'sqlite' if settings.store_url.startswith('sqlite') else 'postgresql'})", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("gavel: draining…", file=sys.stderr, flush=True)
+    await server.stop(settings.drain_seconds)
+    print("gavel: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _bootstrap_dev(runtime) -> None:
+    from gavel.app import admin
+
+    now = datetime.now(UTC)
+
+    def unit(uow):
+        if uow.tenants.get("dev") is None:
+            admin.create_tenant(uow, "dev", "dev", now)
+        uow.keys.revoke_matching("dev", DEV_KEY_DESCRIPTION, now)
+        keys = {}
+        for env in ("test", "live"):
+            keys[env] = admin.create_key(uow, None, tenant="dev", environment=env, roles=[], principal="dev-admin",
+                                         description=DEV_KEY_DESCRIPTION, now=now, random_bytes=os.urandom)["secret"]
+        return keys
+
+    keys = runtime.store.run_sync(unit)
+    print("dev tenant `dev` is ready (keys from earlier --dev runs are revoked):")
+    print(f"  test key: {keys['test']}")
+    print(f"  live key: {keys['live']}", flush=True)
+
+
+def _run_admin(args: argparse.Namespace, unit):
+    from gavel.app.errors import GavelError
+    from gavel.bootstrap import open_store
+
+    store = open_store(_settings(args))
+    try:
+        return store.run_sync(unit)
+    except GavelError as exc:
+        raise SystemExit(f"gavel: {exc.message}") from None
+    finally:
+        asyncio.run(store.close())
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    from gavel.app import admin
+
+    result = _run_admin(args, lambda uow: admin.create_tenant(uow, args.name, args.id or "", datetime.now(UTC)))
+    print(result["tenant_id"])
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from gavel.app import admin
+    from gavel.app.errors import NotFound
+
+    now = datetime.now(UTC)
+    roles = [r.strip() for r in (args.roles or "").split(",") if r.strip()]
+
+    def unit(uow):
+        if args.platform:
+            return admin.create_platform_key(uow, args.principal or "", args.description or "", now, os.urandom)
+        if not args.tenant or not args.env:
+            raise SystemExit("gavel keys create: --tenant and --env are required (or --platform)")
+        tenant = uow.tenants.get(args.tenant) or uow.tenants.get_by_name(args.tenant)
+        if tenant is None:
+            raise NotFound(f"no tenant `{args.tenant}`; create it with `gavel tenants create {args.tenant}`")
+        return admin.create_key(uow, None, tenant=tenant.tenant_id, environment=args.env, roles=roles,
+                                principal=args.principal or "", description=args.description or "", now=now,
+                                random_bytes=os.urandom)["secret"]
+
+    print(_run_admin(args, unit))
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gavel.adapters.keystore import FileSigningKeys
+
+    settings = _settings(args)
+    keys = FileSigningKeys(settings.data_dir)
+    keys.ensure()
+    rotated = keys.rotate(datetime.now(UTC), timedelta(days=settings.retired_key_retention_days))
+    print(f"new signing key {rotated.active.kid}; {len(rotated.retired)} retired key(s) still trusted")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    addr = args.addr or _settings(args).grpc_addr
+    try:
+        with grpc.insecure_channel(addr) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
+    except grpc.RpcError as exc:
+        print(f"unreachable: {exc.code().name}", file=sys.stderr)
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the gRPC decision service")
+    add_common(p)
+    p.add_argument("--grpc-addr", help="listen address (default 127.0.0.1:50051; GAVEL_GRPC_ADDR)")
+    p.add_argument("--http-addr", help="REST shim address (default 127.0.0.1:8080; GAVEL_HTTP_ADDR)")
+    p.add_argument("--rules", help="rules directory (default ./rules; GAVEL_RULES)")
+    p.add_argument("--rate-limit-per-minute", type=int, help="per tenant and environment; 0 disables")
+    p.add_argument("--token-ttl-seconds", type=int, help="decision token lifetime (default 300)")
+    p.add_argument("--sqlite-synchronous", choices=("NORMAL", "FULL"),
+                   help="NORMAL survives a process crash; FULL also a power loss")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING …")
+    p.add_argument("--dev", action="store_true", help="create a `dev` tenant and print a test and a live key")
+    p.set_defaults(run=cmd_serve)
+
+    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="tenants_cmd", required=True)
+    p = tenants.add_parser("create", help="create a tenant; prints its id")
+    add_common(p)
+    p.add_argument("name")
+    p.add_argument("--id", help="tenant id (default: derived from the name)")
+    p.set_defaults(run=cmd_tenants_create)
+
+    keys = sub.add_parser("keys", help="API keys and signing keys").add_subparsers(dest="keys_cmd", required=True)
+    p = keys.add_parser("create", help="create an API key; prints the key and nothing else")
+    add_common(p)
+    p.add_argument("--tenant", help="tenant name or id")
+    p.add_argument("--env", choices=("test", "live"))
+    p.add_argument("--roles", help="comma-separated: agent, auditor, or approver roles (default: admin)")
+    p.add_argument("--principal", help="who the key acts for (default: the key id)")
+    p.add_argument("--description")
+    p.add_argument("--platform", action="store_true", help="a platform operator key (gk_admin_…)")
+    p.set_defaults(run=cmd_keys_create)
+    p = keys.add_parser("rotate-signing", help="rotate the Ed25519 signing key")
+    add_common(p)
+    p.set_defaults(run=cmd_keys_rotate)
+
+    p = sub.add_parser("health", help="ask a running server's gRPC health service")
+    p.add_argument("--addr", help="server address (default: GAVEL_GRPC_ADDR or 127.0.0.1:50051)")
+    p.set_defaults(run=cmd_health)

@@ -1,0 +1,40 @@
+"""Settings: flags and `GAVEL_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GAVEL_", extra="ignore")
+
+    grpc_addr: str = "127.0.0.1:50051"
+    http_addr: str = "127.0.0.1:8080"
+    data_dir: Path = Path(".gavel")
+    database_url: str = ""  # default: SQLite file in data_dir
+    rules: Path = Path("rules")
+    rate_limit_per_minute: int = Field(60_000, ge=0)
+    token_ttl_seconds: int = Field(300, ge=1, le=86_400)
+    token_issuer: str = "gavel"
+    token_audience: str = "gavel"
+    retired_key_retention_days: int = Field(90, ge=1)
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    drain_seconds: float = Field(10.0, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("grpc_addr", "http_addr")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:50051")
+        return v
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'gavel.db').resolve()}"
