@@ -29,7 +29,7 @@ _CONTINUE_AFTER = frozenset(
     " PLUS MINUS STAR SLASH WHEN UNLESS SCOPE ROUTE WITH".split()
 )
 # Newlines before these tokens continue the previous line.
-_CONTINUE_BEFORE = frozenset("AND OR RPAR RSQB".split())
+_CONTINUE_BEFORE = frozenset("AND OR RPAR RSQB DOT_NAME PLUS STAR SLASH EQ NE LT LE GT GE IN NOT_IN".split())
 _BLOCK_KEYWORDS = frozenset(("WHEN", "UNLESS", "SCOPE"))
 _OPENERS = {"LBRACE": "{", "BLOCK_OPEN": "{", "LPAR": "(", "LSQB": "["}
 _CLOSERS = frozenset(("RBRACE", "RPAR", "RSQB"))
@@ -151,7 +151,7 @@ def _too_deep(module: ast.Module) -> Span | None:
 def _parse_with_comments(parser: Lark, source: Source, comments: list):
     # Lark's lexer_callbacks are fixed at construction; scanning for comments here keeps the
     # cached parser free of per-call state (strings are matched first so `"#"` is no comment).
-    for m in re.finditer(r'"(?:[^"\\\n]|\\[^\n])*"|#[^\n]*', source.text):
+    for m in re.finditer(r'"(?:[^"\\\n]|\\[^\n])*"|#[^\r\n]*', source.text):
         if m.group().startswith("#"):
             line = source.text.count("\n", 0, m.start()) + 1
             col = m.start() - (source.text.rfind("\n", 0, m.start()) + 1) + 1
@@ -493,7 +493,7 @@ class _ToAst(Transformer):
         return ast.ObjectLit(entries, self._span(meta))
 
     @v_args(meta=True)
-    def empty_braces(self, meta, _):
+    def empty_object(self, meta, _):
         return ast.ObjectLit((), self._span(meta))
 
     @v_args(meta=True)
