@@ -1,0 +1,296 @@
+"""The repository ports of `gavel.app.ports`, as Core statements on one `Connection`.
+
+They never commit: the store owns the transaction. Inserts use `ON CONFLICT DO NOTHING` and
+raise `Conflict` when no row went in, so a duplicate leaves the enclosing transaction intact
+(no error is raised inside the database, on SQLite or PostgreSQL). State changes are
+conditional UPDATEs whose row count tells the one winner among concurrent callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Row, Table, and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gavel.adapters.db import tables
+from gavel.app.model import (
+    AgentRecord,
+    ApiKeyRecord,
+    DecisionRecord,
+    ExecutionRecord,
+    IdempotencyRecord,
+    Reservation,
+    Tenant,
+    TokenRecord,
+)
+from gavel.app.ports import Conflict
+
+R = TypeVar("R")
+
+# Sums of money are exact or an error, never rounded to the default 28 digits.
+_EXACT = Context(prec=200, traps=[Inexact, InvalidOperation, Overflow, DivisionByZero])
+
+
+def _values(record: Any) -> dict[str, Any]:
+    return {field.name: getattr(record, field.name) for field in fields(record)}
+
+
+def _record(cls: type[R], row: Row[Any] | None) -> R | None:
+    return None if row is None else cls(**row._mapping)
+
+
+def _insert_unique(connection: Connection, table: Table, values: dict[str, Any], what: str) -> None:
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - make_engine builds only the two above
+        raise NotImplementedError(f"no conflict-free insert for `{dialect}`")
+    # SQLAlchemy keeps an INSERT's row count only when asked to.
+    if connection.execute(statement.execution_options(preserve_rowcount=True)).rowcount != 1:
+        raise Conflict(f"{what} already exists")
+
+
+class SqlTenantRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, tenant: Tenant) -> None:
+        _insert_unique(self._connection, tables.tenants, _values(tenant), f"tenant `{tenant.tenant_id}`")
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        row = self._connection.execute(select(tables.tenants).where(tables.tenants.c.tenant_id == tenant_id)).first()
+        return _record(Tenant, row)
+
+    def get_by_name(self, name: str) -> Tenant | None:
+        row = self._connection.execute(select(tables.tenants).where(tables.tenants.c.name == name)).first()
+        return _record(Tenant, row)
+
+
+class SqlApiKeyRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, key: ApiKeyRecord) -> None:
+        _insert_unique(self._connection, tables.api_keys, _values(key), f"api key `{key.key_id}`")
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        row = self._connection.execute(select(tables.api_keys).where(tables.api_keys.c.key_id == key_id)).first()
+        return _record(ApiKeyRecord, row)
+
+    def list(
+        self, tenant_id: str | None, environment: str | None, include_revoked: bool, limit: int,
+        after_key_id: str | None,
+    ) -> Sequence[ApiKeyRecord]:
+        """Keys in key_id order; `None` for the tenant or the environment means any (a platform
+        admin's view: every key, or one tenant's keys in both environments)."""
+        c = tables.api_keys.c
+        query = select(tables.api_keys)
+        if tenant_id is not None:
+            query = query.where(c.tenant_id == tenant_id)
+        if environment is not None:
+            query = query.where(c.environment == environment)
+        if not include_revoked:
+            query = query.where(c.revoked_at.is_(None))
+        if after_key_id is not None:
+            query = query.where(c.key_id > after_key_id)
+        rows = self._connection.execute(query.order_by(c.key_id).limit(limit))
+        return [ApiKeyRecord(**row._mapping) for row in rows]
+
+    def revoke(self, key_id: str, at: datetime) -> bool:
+        c = tables.api_keys.c
+        statement = update(tables.api_keys).where(c.key_id == key_id, c.revoked_at.is_(None)).values(revoked_at=at)
+        return self._connection.execute(statement).rowcount == 1
+
+    def revoke_matching(self, tenant_id: str, description: str, at: datetime) -> int:
+        """Revoke the tenant's live keys (in both environments) that carry `description`."""
+        c = tables.api_keys.c
+        statement = (
+            update(tables.api_keys)
+            .where(c.tenant_id == tenant_id, c.description == description, c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return self._connection.execute(statement).rowcount
+
+
+class SqlAgentRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, agent: AgentRecord) -> None:
+        what = f"agent `{agent.agent_id}` in {agent.tenant_id}/{agent.environment}"
+        _insert_unique(self._connection, tables.agents, _values(agent), what)
+
+    def get(self, tenant_id: str, environment: str, agent_id: str) -> AgentRecord | None:
+        query = select(tables.agents).where(_agent_key(tenant_id, environment, agent_id))
+        return _record(AgentRecord, self._connection.execute(query).first())
+
+    def list(
+        self, tenant_id: str, environment: str, status: str | None, limit: int, after_agent_id: str | None
+    ) -> Sequence[AgentRecord]:
+        c = tables.agents.c
+        query = select(tables.agents).where(c.tenant_id == tenant_id, c.environment == environment)
+        if status is not None:
+            query = query.where(c.status == status)
+        if after_agent_id is not None:
+            query = query.where(c.agent_id > after_agent_id)
+        rows = self._connection.execute(query.order_by(c.agent_id).limit(limit))
+        return [AgentRecord(**row._mapping) for row in rows]
+
+    def update(self, agent: AgentRecord) -> None:
+        """Replace every field of the agent; an unknown agent is left alone."""
+        values = _values(agent)
+        key = _agent_key(values.pop("tenant_id"), values.pop("environment"), values.pop("agent_id"))
+        self._connection.execute(update(tables.agents).where(key).values(values))
+
+
+def _agent_key(tenant_id: str, environment: str, agent_id: str) -> Any:
+    c = tables.agents.c
+    return and_(c.tenant_id == tenant_id, c.environment == environment, c.agent_id == agent_id)
+
+
+class SqlDecisionRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, decision: DecisionRecord) -> None:
+        _insert_unique(self._connection, tables.decisions, _values(decision), f"decision `{decision.decision_id}`")
+
+    def get(self, tenant_id: str, environment: str, decision_id: str) -> DecisionRecord | None:
+        query = select(tables.decisions).where(_decision_key(tenant_id, environment, decision_id))
+        return _record(DecisionRecord, self._connection.execute(query).first())
+
+    def set_state(self, tenant_id: str, environment: str, decision_id: str, state: str, result: dict) -> None:
+        statement = (
+            update(tables.decisions)
+            .where(_decision_key(tenant_id, environment, decision_id))
+            .values(state=state, result=result)
+        )
+        self._connection.execute(statement)
+
+
+def _decision_key(tenant_id: str, environment: str, decision_id: str) -> Any:
+    c = tables.decisions.c
+    return and_(c.tenant_id == tenant_id, c.environment == environment, c.decision_id == decision_id)
+
+
+class SqlTokenRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, token: TokenRecord) -> None:
+        _insert_unique(self._connection, tables.tokens, _values(token), f"token `{token.jti}`")
+
+    def get(self, jti: str) -> TokenRecord | None:
+        row = self._connection.execute(select(tables.tokens).where(tables.tokens.c.jti == jti)).first()
+        return _record(TokenRecord, row)
+
+    def consume(self, jti: str, at: datetime) -> bool:
+        return self._leave_issued(jti, state="consumed", consumed_at=at)
+
+    def revoke(self, jti: str, at: datetime) -> bool:
+        return self._leave_issued(jti, state="revoked", revoked_at=at)
+
+    def _leave_issued(self, jti: str, **values: Any) -> bool:
+        # The row lock taken by the UPDATE makes a concurrent caller wait and then re-check the
+        # state, so exactly one of them changes the row (and gets True).
+        c = tables.tokens.c
+        statement = update(tables.tokens).where(c.jti == jti, c.state == "issued").values(**values)
+        return self._connection.execute(statement).rowcount == 1
+
+    def expired_issued(self, now: datetime, limit: int) -> Sequence[TokenRecord]:
+        """Issued tokens whose expiry is at or before `now`, the oldest expiry first."""
+        c = tables.tokens.c
+        query = (
+            select(tables.tokens)
+            .where(c.state == "issued", c.expires_at <= now)
+            .order_by(c.expires_at, c.jti)
+            .limit(limit)
+        )
+        return [TokenRecord(**row._mapping) for row in self._connection.execute(query)]
+
+
+class SqlSpendRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def total(self, tenant_id: str, environment: str, agent_id: str, period: str) -> Decimal:
+        query = select(tables.spend_totals.c.amount).where(_spend_key(tenant_id, environment, agent_id, period))
+        amount = self._connection.execute(query).scalar_one_or_none()
+        return Decimal(0) if amount is None else amount
+
+    def add(self, tenant_id: str, environment: str, agent_id: str, period: str, delta: Decimal) -> None:
+        # Amounts are exact text, so the sum is made here, under the row lock (FOR UPDATE on
+        # PostgreSQL; SQLite's single writer holds the whole database). A first add inserts the
+        # row; if a concurrent transaction inserted it first, lock that row and add to it.
+        key = _spend_key(tenant_id, environment, agent_id, period)
+        locked = select(tables.spend_totals.c.amount).where(key).with_for_update()
+        current = self._connection.execute(locked).scalar_one_or_none()
+        if current is None:
+            try:
+                row = {"tenant_id": tenant_id, "environment": environment, "agent_id": agent_id, "period": period}
+                _insert_unique(self._connection, tables.spend_totals, {**row, "amount": delta}, "spend total")
+                return
+            except Conflict:
+                current = self._connection.execute(locked).scalar_one()
+        new_total = _EXACT.add(current, delta)
+        self._connection.execute(update(tables.spend_totals).where(key).values(amount=new_total))
+
+    def add_reservation(self, reservation: Reservation) -> None:
+        what = f"reservation for decision `{reservation.decision_id}`"
+        _insert_unique(self._connection, tables.reservations, _values(reservation), what)
+
+    def get_reservation(self, decision_id: str) -> Reservation | None:
+        query = select(tables.reservations).where(tables.reservations.c.decision_id == decision_id)
+        return _record(Reservation, self._connection.execute(query).first())
+
+    def set_reservation(self, decision_id: str, state: str, committed_amount: Decimal | None) -> None:
+        statement = (
+            update(tables.reservations)
+            .where(tables.reservations.c.decision_id == decision_id)
+            .values(state=state, committed_amount=committed_amount)
+        )
+        self._connection.execute(statement)
+
+
+def _spend_key(tenant_id: str, environment: str, agent_id: str, period: str) -> Any:
+    c = tables.spend_totals.c
+    return and_(c.tenant_id == tenant_id, c.environment == environment, c.agent_id == agent_id, c.period == period)
+
+
+class SqlExecutionRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, execution: ExecutionRecord) -> None:
+        what = f"execution of decision `{execution.decision_id}`"
+        _insert_unique(self._connection, tables.executions, _values(execution), what)
+
+    def get(self, tenant_id: str, environment: str, decision_id: str) -> ExecutionRecord | None:
+        c = tables.executions.c
+        query = select(tables.executions).where(
+            c.tenant_id == tenant_id, c.environment == environment, c.decision_id == decision_id
+        )
+        return _record(ExecutionRecord, self._connection.execute(query).first())
+
+
+class SqlIdempotencyRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get(self, tenant_id: str, environment: str, operation: str, key: str) -> IdempotencyRecord | None:
+        c = tables.idempotency_keys.c
+        query = select(tables.idempotency_keys).where(
+            c.tenant_id == tenant_id, c.environment == environment, c.operation == operation, c.key == key
+        )
+        return _record(IdempotencyRecord, self._connection.execute(query).first())
+
+    def put(self, record: IdempotencyRecord) -> None:
+        what = f"idempotency key `{record.key}` for {record.operation}"
+        _insert_unique(self._connection, tables.idempotency_keys, _values(record), what)

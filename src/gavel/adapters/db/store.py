@@ -1,0 +1,240 @@
+"""`SqlStore`: the `Store` port on SQLite or PostgreSQL, with group commit.
+
+Writes go to one writer thread. Each time it wakes it takes every queued unit (up to
+`max_batch`), runs them in one transaction — each in its own savepoint, so a unit that raises
+is undone alone and gets its own exception — and commits once. Only after that commit succeeds
+does any caller see its result; if the commit fails, every unit of the batch fails with
+`StoreUnavailable` and none of it is written. Under load, many writes share one commit (one
+fsync), and with no load a write is committed at once: nothing waits to fill a batch.
+
+Reads run on a small thread pool in read-only transactions that are always rolled back.
+Database trouble surfaces as `StoreUnavailable`; the failed connection is dropped, and the next
+call reconnects, so the service resumes by itself when the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, text
+
+from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_path
+from gavel.adapters.db.errors import translated, unavailable
+from gavel.adapters.db.unit_of_work import SqlUnitOfWork
+from gavel.app.ports import StoreUnavailable, UnitOfWork
+
+T = TypeVar("T")
+
+PING_TIMEOUT_S = 2.0
+
+
+@dataclass(eq=False)
+class _PendingWrite:
+    unit: Callable[[UnitOfWork], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+    savepoint_released: bool = False  # the unit succeeded; its writes await the commit
+
+    def settle(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody is waiting any more
+            self.loop.call_soon_threadsafe(_settle, self.future, self.result, self.error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled by the caller meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_STOP = object()
+
+
+class SqlStore:
+    """The store on the database at `url` (already migrated: see `gavel.adapters.db.migrate`).
+
+    `sqlite_synchronous="FULL"` makes each SQLite commit survive power loss, not only a crash
+    of the process. `max_batch` caps how many writes share one transaction.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: SqliteSynchronous = "NORMAL",
+        max_batch: int = 256,
+        reader_threads: int = 4,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._sqlite_file = sqlite_path(url)
+        self._writer_engine: Engine = make_engine(
+            url, sqlite_synchronous=sqlite_synchronous, create_missing=False, pool_size=2
+        )
+        self._reader_engine: Engine = make_engine(
+            url, sqlite_synchronous=sqlite_synchronous, read_only=True, create_missing=False, pool_size=reader_threads
+        )
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._readers = ThreadPoolExecutor(max_workers=reader_threads, thread_name_prefix="gavel-store-reader")
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self.committed_batches = 0  # transactions committed by the writer (for tests and metrics)
+        self.committed_writes = 0  # units committed by the writer
+        self.failed_batches = 0  # writer transactions that could not commit
+
+    # -- the Store port ------------------------------------------------------------------------
+
+    def write(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]:
+        """Queue `unit` for the writer; the result resolves on the running loop after the commit.
+
+        A write whose caller stopped waiting before the writer reached it is skipped.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                future.set_exception(StoreUnavailable("the store is closed"))
+                return future
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_batches, name="gavel-store-writer", daemon=True)
+                self._writer.start()
+            self._queue.put(_PendingWrite(unit, loop, future))
+        return future
+
+    def read(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]:
+        """Run `unit` on a reader thread in a read-only transaction, rolled back afterwards."""
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            future: asyncio.Future[T] = loop.create_future()
+            future.set_exception(StoreUnavailable("the store is closed"))
+            return future
+        return loop.run_in_executor(self._readers, self._read, unit)
+
+    def run_sync(self, unit: Callable[[UnitOfWork], T]) -> T:
+        """Run `unit` in one committed transaction in the calling thread (for the CLI)."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        try:
+            with self._writer_engine.connect() as connection, connection.begin():
+                return unit(SqlUnitOfWork(connection))
+        except Exception as error:
+            outcome = translated(error)
+            if outcome is error:
+                raise
+            raise outcome from error
+
+    async def ping(self) -> bool:
+        """Whether the database answers `SELECT 1` within a couple of seconds."""
+        if self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._readers, self._select_one), PING_TIMEOUT_S)
+        except (TimeoutError, RuntimeError):
+            return False
+
+    async def close(self) -> None:
+        """Commit the writes already queued, then stop the threads and close the connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            writer = self._writer
+            if writer is not None:
+                self._queue.put(_STOP)
+        if writer is not None:
+            await asyncio.to_thread(writer.join)
+        await asyncio.to_thread(self._readers.shutdown, True)
+        self._writer_engine.dispose()
+        self._reader_engine.dispose()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read(self, unit: Callable[[UnitOfWork], T]) -> T:
+        try:
+            with self._reader_engine.connect() as connection:
+                transaction = connection.begin()
+                try:
+                    return unit(SqlUnitOfWork(connection))
+                finally:
+                    transaction.rollback()
+        except Exception as error:
+            outcome = translated(error)
+            if outcome is error:
+                raise
+            raise outcome from error
+
+    def _select_one(self) -> bool:
+        if self._sqlite_file is not None and not self._sqlite_file.exists():
+            return False
+        try:
+            with self._reader_engine.connect() as connection:
+                return connection.execute(text("SELECT 1")).scalar_one() == 1
+        except Exception:
+            return False
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write_batches(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < self._max_batch:
+                try:
+                    pending = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if pending is _STOP:
+                    stopping = True
+                    break
+                batch.append(pending)
+            self._commit(batch)
+            if stopping:
+                return
+
+    def _commit(self, batch: list[_PendingWrite]) -> None:
+        # Reading `cancelled()` from this thread is a benign race: at worst a unit whose caller
+        # just gave up is still committed, which an unacknowledged write may always be.
+        live = [pending for pending in batch if not pending.future.cancelled()]
+        if not live:
+            return
+        try:
+            with self._writer_engine.connect() as connection, connection.begin():
+                for pending in live:
+                    savepoint = connection.begin_nested()
+                    try:
+                        pending.result = pending.unit(SqlUnitOfWork(connection))
+                    except Exception as error:
+                        savepoint.rollback()  # if this fails too, the whole batch fails below
+                        pending.error = translated(error)
+                    else:
+                        savepoint.commit()
+                        pending.savepoint_released = True
+            self.committed_batches += 1
+            self.committed_writes += sum(pending.savepoint_released for pending in live)
+        except BaseException as error:  # the writer thread must survive anything a unit does
+            self.failed_batches += 1
+            for pending in live:
+                if pending.error is None:
+                    pending.result = None
+                    pending.error = unavailable(error)
+                    pending.error.__cause__ = error
+                pending.savepoint_released = False
+        for pending in live:
+            pending.settle()

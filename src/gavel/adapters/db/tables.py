@@ -1,0 +1,167 @@
+"""The schema, as SQLAlchemy Core tables: one table per record in `gavel.app.model`.
+
+Column names equal the record's field names, so rows map to records by name. Every
+tenant-owned table leads its keys and indexes with (tenant_id, environment). There are no
+foreign keys: the app writes a decision, its token and its reservation in one unit of work in
+whatever order it likes, and a decision may name an agent that was never registered.
+Migrations (`migrations/versions`) must produce exactly this schema; a test compares them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Index, LargeBinary, MetaData, PrimaryKeyConstraint, Table, Text
+
+from gavel.adapters.db.columns import CanonicalJson, ExactDecimal, StringTuple, UtcMicroseconds
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    }
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("created_at", UtcMicroseconds, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=True),  # NULL for platform operator keys
+    Column("environment", Text, nullable=True),
+    Column("roles", StringTuple, nullable=False),
+    Column("principal", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    Column("revoked_at", UtcMicroseconds, nullable=True),
+    Index(None, "tenant_id", "environment", "key_id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("agent_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("control_tier", Text, nullable=False),
+    Column("risk_level", Text, nullable=False),
+    Column("allowed_actions", StringTuple, nullable=False),
+    Column("daily_limit", ExactDecimal, nullable=True),
+    Column("monthly_limit", ExactDecimal, nullable=True),
+    Column("human_sponsor_id", Text, nullable=False),
+    Column("default_mode", Text, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=True),
+    Column("updated_at", UtcMicroseconds, nullable=True),
+    PrimaryKeyConstraint("tenant_id", "environment", "agent_id"),
+    Index(None, "tenant_id", "environment", "status", "agent_id"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("decision_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("agent_id", Text, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("enforced", Boolean, nullable=False),
+    Column("reason_code", Text, nullable=False),
+    Column("bundle_hash", Text, nullable=False),
+    Column("request", CanonicalJson, nullable=False),
+    Column("facts", CanonicalJson, nullable=False),
+    Column("result", CanonicalJson, nullable=False),
+    Column("token_jti", Text, nullable=True),
+    Column("amount", ExactDecimal, nullable=True),
+    Column("currency", Text, nullable=True),
+    Column("correlation_id", Text, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("decision_id", Text, nullable=False),
+    Column("agent_id", Text, nullable=False),
+    Column("args_hash", Text, nullable=False),
+    Column("issued_at", UtcMicroseconds, nullable=False),
+    Column("expires_at", UtcMicroseconds, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("consumed_at", UtcMicroseconds, nullable=True),
+    Column("revoked_at", UtcMicroseconds, nullable=True),
+    Index(None, "state", "expires_at"),  # the expiry sweep: issued tokens, oldest expiry first
+)
+
+spend_totals = Table(
+    "spend_totals",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("agent_id", Text, nullable=False),
+    Column("period", Text, nullable=False),  # "2026-11-22" (a day) or "2026-11" (a month), UTC
+    Column("amount", ExactDecimal, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "environment", "agent_id", "period"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("decision_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("agent_id", Text, nullable=False),
+    Column("amount", ExactDecimal, nullable=False),
+    Column("day", Text, nullable=False),
+    Column("month", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("committed_amount", ExactDecimal, nullable=True),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("decision_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("executed_at", UtcMicroseconds, nullable=False),
+    Column("amount", ExactDecimal, nullable=True),
+    Column("currency", Text, nullable=True),
+    Column("external_transaction_id", Text, nullable=False),
+    Column("error_code", Text, nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("reconciliation_status", Text, nullable=False),
+    Column("authorized_amount", ExactDecimal, nullable=True),
+    Column("executed_amount", ExactDecimal, nullable=True),
+    Column("variance", ExactDecimal, nullable=True),
+    Column("created_at", UtcMicroseconds, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", Text, nullable=False),  # "" for platform operator calls
+    Column("environment", Text, nullable=False),  # "" for platform operator calls
+    Column("operation", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("response", CanonicalJson, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=True),
+    PrimaryKeyConstraint("tenant_id", "environment", "operation", "key"),
+)

@@ -1,0 +1,32 @@
+"""The unit of work: every repository, bound to one connection and its transaction.
+
+It neither begins nor commits: `SqlStore` does, around each unit (or batch of units), so that
+what a unit wrote is committed before its caller sees the result.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from gavel.adapters.db.repositories import (
+    SqlAgentRepo,
+    SqlApiKeyRepo,
+    SqlDecisionRepo,
+    SqlExecutionRepo,
+    SqlIdempotencyRepo,
+    SqlSpendRepo,
+    SqlTenantRepo,
+    SqlTokenRepo,
+)
+
+
+class SqlUnitOfWork:
+    def __init__(self, connection: Connection) -> None:
+        self.tenants = SqlTenantRepo(connection)
+        self.keys = SqlApiKeyRepo(connection)
+        self.agents = SqlAgentRepo(connection)
+        self.decisions = SqlDecisionRepo(connection)
+        self.tokens = SqlTokenRepo(connection)
+        self.spend = SqlSpendRepo(connection)
+        self.executions = SqlExecutionRepo(connection)
+        self.idempotency = SqlIdempotencyRepo(connection)

@@ -1,0 +1,139 @@
+"""The server's interceptor chain, in this order for every `gavel.v1` method:
+
+1. recovery — any exception becomes a typed status; unexpected ones are logged (never the key)
+   and answered INTERNAL without internals;
+2. authentication — `authorization: Bearer <key>` or `x-api-key: <key>` → a Principal;
+3. authorisation — the key table of API.md;
+4. rate limit — per tenant + environment, `x-ratelimit-*` and `retry-after` trailers;
+5. the handler, with the Principal in a context variable.
+
+Health and reflection are not wrapped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from gavel.adapters.grpc.errors import for_error, status_details
+from gavel.app.errors import Forbidden, GavelError, RateLimited, Unauthenticated
+from gavel.app.ports import StoreUnavailable
+from gavel.app.principal import Principal
+from gavel.app.ratelimit import FixedWindowLimiter
+
+log = logging.getLogger("gavel.grpc")
+current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("gavel_principal")
+PACKAGE_PREFIX = "/gavel.v1."
+
+Authenticate = Callable[[str], Awaitable[Principal]]
+
+
+def key_from_metadata(metadata) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        if key == "x-api-key" and isinstance(value, str) and value.strip():
+            return value.strip()
+    raise Unauthenticated("missing API key: send `authorization: Bearer <key>` or `x-api-key: <key>`")
+
+
+class GavelInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticate: Authenticate, limiter: FixedWindowLimiter):
+        self._authenticate = authenticate
+        self._limiter = limiter
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(PACKAGE_PREFIX):
+            return handler
+        method = details.method[len(PACKAGE_PREFIX):].replace("/", ".")
+        return self._wrap(handler, method)
+
+    async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Principal, list]:
+        principal = await self._authenticate(key_from_metadata(context.invocation_metadata()))
+        if not principal.may_call(method):
+            raise Forbidden(f"this key may not call {method}")
+        trailers: list[tuple[str, str]] = []
+        if principal.tenant_id is not None:
+            quota = self._limiter.take((principal.tenant_id, principal.environment))
+            if quota.limit:
+                trailers = [("x-ratelimit-limit", str(quota.limit)),
+                            ("x-ratelimit-remaining", str(quota.remaining))]
+                if not quota.allowed:
+                    trailers.append(("retry-after", str(quota.retry_after)))
+                    raise RateLimited(f"rate limit of {quota.limit} requests per minute exceeded",
+                                      metadata={"retry_after": quota.retry_after, "_trailers": trailers})
+        return principal, trailers
+
+    @staticmethod
+    async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str, trailers: list) -> None:
+        if isinstance(exc, GavelError):
+            extra = exc.metadata.pop("_trailers", None)
+            code, message, details = for_error(exc)
+            trailers = extra or trailers
+        elif isinstance(exc, StoreUnavailable):
+            code, message = grpc.StatusCode.UNAVAILABLE, "the store is unavailable; retry shortly"
+            details = status_details(code, "STORE_UNAVAILABLE", message)
+        else:
+            log.exception("unexpected error in %s", method)
+            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            details = status_details(code, "INTERNAL_ERROR", message)
+        await context.abort(code, message, trailing_metadata=(*trailers, ("grpc-status-details-bin", details)))
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        admit, fail = self._admit, self._fail
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request, context):
+                trailers: list = []
+                try:
+                    principal, trailers = await admit(method, context)
+                    token = current_principal.set(principal)
+                    try:
+                        response = await inner(request, context)
+                    finally:
+                        current_principal.reset(token)
+                    if trailers:
+                        context.set_trailing_metadata(tuple(trailers))
+                    return response
+                except (GavelError, StoreUnavailable, Exception) as exc:
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    await fail(context, exc, method, trailers)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+        streaming = handler.unary_stream or handler.stream_stream
+        if streaming is None:  # client streaming: not used by gavel.v1
+            return handler
+
+        async def stream(request, context):
+            trailers: list = []
+            try:
+                principal, trailers = await admit(method, context)
+                token = current_principal.set(principal)
+                try:
+                    async for response in streaming(request, context):
+                        yield response
+                finally:
+                    current_principal.reset(token)
+                if trailers:
+                    context.set_trailing_metadata(tuple(trailers))
+            except (GavelError, StoreUnavailable, Exception) as exc:
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await fail(context, exc, method, trailers)
+
+        factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                   else grpc.stream_stream_rpc_method_handler)
+        return factory(stream, request_deserializer=handler.request_deserializer,
+                       response_serializer=handler.response_serializer)

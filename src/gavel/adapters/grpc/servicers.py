@@ -1,0 +1,177 @@
+"""gRPC servicers: convert the request, call the use case, convert the result. Nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+
+from gavel.adapters.grpc import convert
+from gavel.adapters.grpc.interceptors import current_principal
+from gavel.app.errors import FieldViolation, InvalidRequest, MissingField
+from gavel.app.service import Application
+from gavel.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    decision_pb2,
+    decision_pb2_grpc,
+    evidence_pb2,
+    evidence_pb2_grpc,
+)
+
+STREAM_WINDOW = 64  # decisions in flight per DecideStream
+
+
+class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
+    def __init__(self, app: Application):
+        self.app = app
+
+    async def Decide(self, request, context):
+        return convert.decision(await self.app.decide(current_principal.get(), convert.decide_input(request)))
+
+    async def DecideStream(self, request_iterator, context):
+        principal = current_principal.get()
+        results: asyncio.Queue = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        pending: set[asyncio.Task] = set()
+
+        async def one(req) -> None:
+            try:
+                result = await self.app.decide(principal, convert.decide_input(req))
+                await results.put(convert.decision(result))
+            except BaseException as exc:  # delivered to the stream, which ends with its status
+                await results.put(exc)
+            finally:
+                window.release()
+
+        async def read() -> None:
+            async for req in request_iterator:
+                await window.acquire()
+                task = asyncio.create_task(one(req))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*list(pending), return_exceptions=True)
+            await results.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await results.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            await reader
+        finally:
+            reader.cancel()
+            for task in list(pending):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def GetDecision(self, request, context):
+        _required("decision_id", request.decision_id)
+        return convert.decision(await self.app.get_decision(current_principal.get(), request.decision_id))
+
+    async def ReportExecution(self, request, context):
+        report = await self.app.report_execution(current_principal.get(), convert.execution_input(request))
+        return convert.execution_report(report)
+
+    async def ConsumeToken(self, request, context):
+        _required("token", request.token)
+        r = await self.app.consume_token(current_principal.get(), request.token, request.args_hash)
+        return decision_pb2.ConsumeTokenResponse(**r)
+
+    async def RevokeToken(self, request, context):
+        target = request.WhichOneof("target")
+        if target is None or not getattr(request, target):
+            raise MissingField("token or jti: required", (FieldViolation("token", "give the token or its jti"),))
+        r = await self.app.revoke_token(current_principal.get(), token=request.token, jti=request.jti)
+        return decision_pb2.RevokeTokenResponse(**r)
+
+
+class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
+    def __init__(self, app: Application):
+        self.app = app
+
+    async def GetPublicKeys(self, request, context):
+        return evidence_pb2.GetPublicKeysResponse(jwks_json=convert.jwks_json(self.app.jwks()))
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, app: Application):
+        self.app = app
+
+    async def RegisterAgent(self, request, context):
+        a = await self.app.register_agent(current_principal.get(), request.agent_id, convert.agent_fields(request),
+                                          request.idempotency_key)
+        return convert.agent(a)
+
+    async def GetAgent(self, request, context):
+        _required("agent_id", request.agent_id)
+        return convert.agent(await self.app.get_agent(current_principal.get(), request.agent_id))
+
+    async def ListAgents(self, request, context):
+        status = None
+        if request.status:
+            if request.status not in convert.AGENT_STATUS_NAMES:
+                raise InvalidRequest("status: unknown enum value", (FieldViolation("status", "unknown value"),))
+            status = convert.AGENT_STATUS_NAMES[request.status]
+        page = await self.app.list_agents(current_principal.get(), status, request.page_size, request.page_token)
+        return agent_pb2.ListAgentsResponse(agents=[convert.agent(a) for a in page["agents"]],
+                                            next_page_token=page["next_page_token"])
+
+    async def UpdateAgent(self, request, context):
+        _required("agent_id", request.agent_id)
+        mask = convert.update_mask(request)
+        a = await self.app.update_agent(current_principal.get(), request.agent_id,
+                                        convert.agent_fields(request, masked=bool(mask)), mask,
+                                        request.idempotency_key)
+        return convert.agent(a)
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, app: Application):
+        self.app = app
+
+    async def CreateTenant(self, request, context):
+        return convert.tenant(await self.app.create_tenant(request.name, request.tenant_id, request.idempotency_key))
+
+    async def CreateApiKey(self, request, context):
+        r = await self.app.create_api_key(
+            current_principal.get(), tenant=request.tenant, environment=convert.environment_name(request.environment),
+            roles=list(request.roles), principal=request.principal, description=request.description,
+            idempotency_key=request.idempotency_key)
+        return admin_pb2.CreateApiKeyResponse(api_key=convert.api_key(r["api_key"]), secret=r["secret"])
+
+    async def ListApiKeys(self, request, context):
+        page = await self.app.list_api_keys(
+            current_principal.get(), request.tenant, convert.environment_name(request.environment),
+            request.include_revoked, request.page_size, request.page_token)
+        return admin_pb2.ListApiKeysResponse(api_keys=[convert.api_key(k) for k in page["api_keys"]],
+                                             next_page_token=page["next_page_token"])
+
+    async def RevokeApiKey(self, request, context):
+        _required("key_id", request.key_id)
+        return convert.api_key(await self.app.revoke_api_key(current_principal.get(), request.key_id))
+
+
+def _required(field: str, value: str) -> None:
+    if not value:
+        raise MissingField(f"{field}: required", (FieldViolation(field, "required"),))
+
+
+def add_servicers(server: grpc.aio.Server, app: Application) -> list[str]:
+    decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(app), server)
+    evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(app), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(app), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
+    return [decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
+            evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
+            agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name]

@@ -1,0 +1,182 @@
+"""The Decide use case: validate, gather facts, evaluate, sign, reserve, record — atomically.
+
+Everything from reading the agent's spend to recording the decision happens in one write unit,
+so budgets hold under concurrency and an acknowledged decision is committed before the caller
+sees it. Modes (API.md): ENFORCE follows the rules; MONITOR reports but never blocks (a token
+is issued, `enforced = false`); WARN is MONITOR with the would-be outcome in `warnings`; STRICT
+is ENFORCE plus denials for an unregistered or inactive agent, an action outside the agent's
+`allowed_actions`, or a request without an `input_hash` (nothing to verify the agent's input by).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from gavel.app import budgets, tokens
+from gavel.app.errors import AgentLocked, AgentPaused, NotFound
+from gavel.app.idempotency import once
+from gavel.app.ids import new_id
+from gavel.app.model import DecisionRecord
+from gavel.app.policies import PolicyRegistry
+from gavel.app.ports import Store, UnitOfWork
+from gavel.app.principal import Principal
+from gavel.app.requests import DecideInput, bound_action, engine_request, fingerprint_fields, validate
+from gavel.crypto.jws import args_hash
+from gavel.engine.decision import Decision
+from gavel.engine.engine import CompiledEngine
+from gavel.ledger.canonical import canonical_json
+
+STRICT_UNREGISTERED = "strict.agent_unregistered"
+STRICT_INACTIVE = "strict.agent_inactive"
+STRICT_ACTION = "strict.action_not_allowed"
+STRICT_UNVERIFIED = "strict.input_unverified"
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: Store
+    policies: PolicyRegistry
+    signing: tokens.SigningKeys
+    token_settings: tokens.TokenSettings
+    clock: Callable[[], datetime]
+    random_bytes: Callable[[int], bytes]
+
+
+def _strict_denial(inp: DecideInput, agent) -> str | None:
+    if agent is None:
+        return STRICT_UNREGISTERED
+    if agent.status != "active":
+        return STRICT_INACTIVE
+    if inp.action["type"] not in agent.allowed_actions:
+        return STRICT_ACTION
+    if not inp.input_hash:
+        return STRICT_UNVERIFIED
+    return None
+
+
+def _result(decision_id: str, d: Decision, *, outcome: str, reason_code: str, message: str, state: str,
+            mode: str, enforced: bool, warnings: list[str], token: str, agent_id: str, version: str,
+            now: datetime, correlation_id: str, approval: dict | None) -> dict[str, Any]:
+    explain = d.explain
+    if reason_code != d.reason_code:
+        explain = {**explain, "summary": f"{outcome}: {reason_code} (STRICT mode); rules said {explain['summary']}"}
+    return {
+        "decision_id": decision_id, "outcome": outcome, "state": state, "enforced": enforced,
+        "warnings": warnings, "reason_code": reason_code,
+        "reason_codes": [reason_code] if reason_code != d.reason_code else list(d.reason_codes),
+        "message": message,
+        "risk": {"score": d.risk_score, "tier": d.risk_tier, "factors": [f.to_dict() for f in d.risk_factors]},
+        "policy": {"package": d.rule.rsplit(".", 1)[0] if d.rule else "", "rule": d.rule or "",
+                   "bundle_hash": d.bundle_hash, "bundle_version": version},
+        "matched_rules": [m.to_dict() for m in d.matches],
+        "explain": {"summary": explain["summary"], "next_steps": explain["next_steps"],
+                    "json": canonical_json(_jsonable(explain))},
+        "decision_token": token, "approval": approval, "obligations": _jsonable(d.obligations),
+        "evidence_event_id": "", "created_at": now.isoformat(), "correlation_id": correlation_id,
+        "agent_id": agent_id, "mode": mode,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    from gavel.lang.values import to_json
+
+    return to_json(value)
+
+
+class DecideUseCase:
+    def __init__(self, deps: Deps):
+        self.deps = deps
+
+    async def decide(self, principal: Principal, inp: DecideInput) -> dict[str, Any]:
+        validate(inp)
+        engine, version = self.deps.policies.active(principal.tenant_id, principal.environment)
+        keys = self.deps.signing.keyset()
+        return await self.deps.store.write(lambda uow: self._unit(uow, principal, inp, engine, version, keys))
+
+    def _unit(self, uow: UnitOfWork, p: Principal, inp: DecideInput, engine: CompiledEngine, version: str,
+              keys) -> dict[str, Any]:
+        now = self.deps.clock()
+
+        def replay(response: dict) -> dict:
+            record = uow.decisions.get(p.tenant_id, p.environment, response["decision_id"])
+            if record is None:  # pragma: no cover - the record is written with the key
+                raise NotFound("the original decision is gone")
+            return record.result
+
+        return once(uow, tenant_id=p.tenant_id, environment=p.environment, operation="DecisionService.Decide",
+                    key=inp.idempotency_key, fields=fingerprint_fields(inp), now=now,
+                    run=lambda: self._decide(uow, p, inp, engine, version, keys, now), replay=replay)
+
+    def _decide(self, uow: UnitOfWork, p: Principal, inp: DecideInput, engine: CompiledEngine, version: str,
+                keys, now: datetime) -> dict[str, Any]:
+        agent = uow.agents.get(p.tenant_id, p.environment, inp.agent_id)
+        if agent is not None and agent.status == "paused":
+            raise AgentPaused(f"agent `{inp.agent_id}` is paused")
+        if agent is not None and agent.status == "locked":
+            raise AgentLocked(f"agent `{inp.agent_id}` is locked")
+        mode = inp.mode or (agent.default_mode if agent is not None else None) or "enforce"
+        facts = budgets.facts_for(uow, agent, now)
+        request = engine_request(inp, mode)
+        d = engine.decide_at(request, facts, now)
+
+        outcome, reason_code, message = d.outcome, d.reason_code, d.message
+        if mode == "strict":
+            denial = _strict_denial(inp, agent)
+            if denial is not None:
+                outcome, reason_code = "deny", denial
+                message = f"denied in STRICT mode: {denial}"
+        enforced = mode in ("enforce", "strict")
+        may_proceed = outcome == "allow" or not enforced
+        state = "approved" if may_proceed else "denied" if outcome == "deny" else "pending_approval"
+        warnings = [f"would {outcome}: {reason_code}"] if mode == "warn" and outcome != "allow" else []
+
+        decision_id = new_id("dec", now, self.deps.random_bytes)
+        amount = Decimal(inp.action["amount"]) if inp.action.get("amount") else None
+        token_text, token_jti = "", None
+        if may_proceed:
+            token_jti = new_id("tok", now, self.deps.random_bytes)
+            token_text, token_record = tokens.issue(
+                keys, self.deps.token_settings, jti=token_jti, tenant_id=p.tenant_id, environment=p.environment,
+                decision_id=decision_id, agent_id=inp.agent_id, action_type=inp.action["type"], amount=amount,
+                currency=inp.action.get("currency") or None, args_hash=args_hash(bound_action(inp)), now=now)
+            uow.tokens.add(token_record)
+            if agent is not None and amount is not None:
+                budgets.reserve(uow, agent, decision_id, amount, now)
+        approval = None
+        if state == "pending_approval" and d.route is not None:
+            approval = {"approval_id": "", "role": d.route.role, "approvals_required": d.route.approvals,
+                        "approvals_received": 0, "due_at": (now + d.route.timeout).isoformat(),
+                        "on_timeout": d.route.on_timeout, "escalate_to": d.route.escalate_to or ""}
+        result = _result(decision_id, d, outcome=outcome, reason_code=reason_code, message=message, state=state,
+                         mode=mode, enforced=enforced, warnings=warnings, token=token_text, agent_id=inp.agent_id,
+                         version=version, now=now, correlation_id=inp.correlation_id, approval=approval)
+        uow.decisions.add(DecisionRecord(
+            decision_id=decision_id, tenant_id=p.tenant_id, environment=p.environment, agent_id=inp.agent_id,
+            created_at=now, outcome=outcome, state=state, mode=mode, enforced=enforced, reason_code=reason_code,
+            bundle_hash=d.bundle_hash, request=_jsonable_request(request, inp), facts=facts, result=result,
+            token_jti=token_jti, amount=amount, currency=inp.action.get("currency") or None,
+            correlation_id=inp.correlation_id))
+        return result
+
+    async def get(self, principal: Principal, decision_id: str) -> dict[str, Any]:
+        record = await self.deps.store.read(lambda uow: uow.decisions.get(
+            principal.tenant_id, principal.environment, decision_id))
+        if record is None:
+            raise NotFound(f"no decision `{decision_id}`")
+        return record.result
+
+
+def _jsonable_request(request: dict, inp: DecideInput) -> dict:
+    """The stored request: what the engine saw plus the caller's evidence hash."""
+    import json
+
+    from gavel.ledger.canonical import canonical_json as cj
+
+    stored = json.loads(cj(request))
+    if inp.input_hash:
+        stored["input_hash"] = inp.input_hash
+    return stored

@@ -1,0 +1,39 @@
+"""Idempotency keys: same key + same request → the original response, nothing re-executed;
+same key + different request → IDEMPOTENCY_CONFLICT. Runs inside the write unit, so a
+concurrent duplicate waits for the first (the writer serialises them) and then replays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from gavel.app.errors import IdempotencyConflict
+from gavel.app.model import IdempotencyRecord
+from gavel.app.ports import UnitOfWork
+from gavel.ledger.canonical import canonical_bytes, sha256_hex_digest
+
+T = TypeVar("T")
+
+
+def request_hash(fields: Any) -> str:
+    return sha256_hex_digest(canonical_bytes(fields))
+
+
+def once(uow: UnitOfWork, *, tenant_id: str, environment: str, operation: str, key: str, fields: Any,
+         now: datetime, run: Callable[[], dict], replay: Callable[[dict], dict]) -> dict:
+    """Run `run` unless this key was seen; return its response dict (stored for replays)."""
+    if not key:
+        return run()
+    digest = request_hash(fields)
+    seen = uow.idempotency.get(tenant_id, environment, operation, key)
+    if seen is not None:
+        if seen.request_hash != digest:
+            raise IdempotencyConflict(
+                f"idempotency key `{key}` was used with a different request",
+                metadata={"operation": operation})
+        return replay(seen.response)
+    response = run()
+    uow.idempotency.put(IdempotencyRecord(tenant_id, environment, operation, key, digest, response, now))
+    return response

@@ -1,0 +1,141 @@
+"""Domain records of the service: plain frozen dataclasses, no ORM, no protobuf.
+
+Environments are "test" and "live"; every tenant-owned record carries both the tenant and the
+environment, and every repository query filters on both, so nothing crosses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+ENVIRONMENTS = ("test", "live")
+AGENT_STATUSES = ("active", "paused", "locked")
+MODES = ("monitor", "warn", "enforce", "strict")
+OUTCOMES = ("allow", "deny", "require_approval")
+DECISION_STATES = ("approved", "denied", "pending_approval", "expired", "executed", "execution_failed")
+TOKEN_STATES = ("issued", "consumed", "revoked")
+RESERVATION_STATES = ("reserved", "committed", "released")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    key_id: str  # the public part of the key, e.g. "k_7Q2…"; the secret is never stored
+    tenant_id: str | None  # None for platform operator keys (gk_admin_…)
+    environment: str | None  # "test" | "live"; None for platform operator keys
+    roles: tuple[str, ...]  # () means the owner's admin key
+    principal: str
+    description: str
+    secret_hash: bytes  # SHA-256 of the whole key text
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    tenant_id: str
+    environment: str
+    agent_id: str
+    name: str = ""
+    owner: str = ""
+    control_tier: str = ""
+    risk_level: str = ""
+    allowed_actions: tuple[str, ...] = ()
+    daily_limit: Decimal | None = None
+    monthly_limit: Decimal | None = None
+    human_sponsor_id: str = ""
+    default_mode: str | None = None  # one of MODES, or None for the service default
+    status: str = "active"
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    decision_id: str
+    tenant_id: str
+    environment: str
+    agent_id: str
+    created_at: datetime
+    outcome: str
+    state: str
+    mode: str
+    enforced: bool
+    reason_code: str
+    bundle_hash: str
+    request: dict[str, Any]  # the request as the engine saw it (JSON-ready, decimals as strings)
+    facts: dict[str, Any]  # the facts as the engine saw them
+    result: dict[str, Any]  # everything needed to answer GetDecision exactly as Decide did
+    token_jti: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    jti: str
+    tenant_id: str
+    environment: str
+    decision_id: str
+    agent_id: str
+    args_hash: str
+    issued_at: datetime
+    expires_at: datetime
+    state: str = "issued"
+    consumed_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An allowed decision's amount held against the agent's daily and monthly budget."""
+
+    decision_id: str
+    tenant_id: str
+    environment: str
+    agent_id: str
+    amount: Decimal
+    day: str  # "2026-11-22" (UTC)
+    month: str  # "2026-11"
+    state: str = "reserved"
+    committed_amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    decision_id: str
+    tenant_id: str
+    environment: str
+    status: str  # "succeeded" | "failed"
+    executed_at: datetime
+    amount: Decimal | None
+    currency: str | None
+    external_transaction_id: str
+    error_code: str
+    error_message: str
+    reconciliation_status: str  # "matched" | "mismatched" | "failed"
+    authorized_amount: Decimal | None
+    executed_amount: Decimal | None
+    variance: Decimal | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    tenant_id: str  # "" for platform operator calls
+    environment: str  # "" for platform operator calls
+    operation: str  # e.g. "DecisionService.Decide"
+    key: str
+    request_hash: str  # "sha256:<hex>" of the canonical request without the key
+    response: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None

@@ -1,0 +1,110 @@
+"""Ports: what the use cases need from storage, as small Protocols.
+
+Repositories are synchronous and run inside one transaction (a `UnitOfWork`). The store runs
+write units on its writer — which may batch several units into one database transaction
+(group commit), each unit in its own savepoint, so one unit's failure never undoes another's —
+and read units on a reader pool. Every method filters on tenant and environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, TypeVar
+
+from gavel.app.model import (
+    AgentRecord,
+    ApiKeyRecord,
+    DecisionRecord,
+    ExecutionRecord,
+    IdempotencyRecord,
+    Reservation,
+    Tenant,
+    TokenRecord,
+)
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the write; callers answer UNAVAILABLE."""
+
+
+class Conflict(Exception):
+    """A uniqueness constraint was violated (the record already exists)."""
+
+
+class TenantRepo(Protocol):
+    def add(self, tenant: Tenant) -> None: ...  # raises Conflict on a duplicate id or name
+    def get(self, tenant_id: str) -> Tenant | None: ...
+    def get_by_name(self, name: str) -> Tenant | None: ...
+
+
+class ApiKeyRepo(Protocol):
+    def add(self, key: ApiKeyRecord) -> None: ...
+    def get(self, key_id: str) -> ApiKeyRecord | None: ...
+    def list(self, tenant_id: str | None, environment: str | None, include_revoked: bool,
+             limit: int, after_key_id: str | None) -> Sequence[ApiKeyRecord]: ...  # ordered by key_id
+    def revoke(self, key_id: str, at: datetime) -> bool: ...  # False if unknown or already revoked
+    def revoke_matching(self, tenant_id: str, description: str, at: datetime) -> int: ...
+
+
+class AgentRepo(Protocol):
+    def add(self, agent: AgentRecord) -> None: ...  # raises Conflict if (tenant, env, agent_id) exists
+    def get(self, tenant_id: str, environment: str, agent_id: str) -> AgentRecord | None: ...
+    def list(self, tenant_id: str, environment: str, status: str | None, limit: int,
+             after_agent_id: str | None) -> Sequence[AgentRecord]: ...  # ordered by agent_id
+    def update(self, agent: AgentRecord) -> None: ...
+
+
+class DecisionRepo(Protocol):
+    def add(self, decision: DecisionRecord) -> None: ...
+    def get(self, tenant_id: str, environment: str, decision_id: str) -> DecisionRecord | None: ...
+    def set_state(self, tenant_id: str, environment: str, decision_id: str, state: str,
+                  result: dict) -> None: ...
+
+
+class TokenRepo(Protocol):
+    def add(self, token: TokenRecord) -> None: ...
+    def get(self, jti: str) -> TokenRecord | None: ...
+    def consume(self, jti: str, at: datetime) -> bool: ...  # issued → consumed; False otherwise
+    def revoke(self, jti: str, at: datetime) -> bool: ...  # issued → revoked; False otherwise
+    def expired_issued(self, now: datetime, limit: int) -> Sequence[TokenRecord]: ...
+
+
+class SpendRepo(Protocol):
+    def total(self, tenant_id: str, environment: str, agent_id: str, period: str) -> Decimal: ...
+    def add(self, tenant_id: str, environment: str, agent_id: str, period: str, delta: Decimal) -> None: ...
+    def add_reservation(self, reservation: Reservation) -> None: ...
+    def get_reservation(self, decision_id: str) -> Reservation | None: ...
+    def set_reservation(self, decision_id: str, state: str, committed_amount: Decimal | None) -> None: ...
+
+
+class ExecutionRepo(Protocol):
+    def add(self, execution: ExecutionRecord) -> None: ...  # raises Conflict if the decision has one
+    def get(self, tenant_id: str, environment: str, decision_id: str) -> ExecutionRecord | None: ...
+
+
+class IdempotencyRepo(Protocol):
+    def get(self, tenant_id: str, environment: str, operation: str, key: str) -> IdempotencyRecord | None: ...
+    def put(self, record: IdempotencyRecord) -> None: ...  # raises Conflict if the key exists
+
+
+class UnitOfWork(Protocol):
+    tenants: TenantRepo
+    keys: ApiKeyRepo
+    agents: AgentRepo
+    decisions: DecisionRepo
+    tokens: TokenRepo
+    spend: SpendRepo
+    executions: ExecutionRepo
+    idempotency: IdempotencyRepo
+
+
+class Store(Protocol):
+    def write(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]: ...
+    def read(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]: ...
+    def run_sync(self, unit: Callable[[UnitOfWork], T]) -> T: ...  # CLI use: one committed transaction
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...

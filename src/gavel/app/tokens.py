@@ -1,0 +1,100 @@
+"""Decision tokens: compact JWS (EdDSA) bound to one decision and its exact action.
+
+Checks when a token is presented run in API.md's order, each refusing with its own reason:
+signature and `kid` → expiry, audience, tenant, environment → revocation → bound args → burn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from gavel.app.errors import InvalidTransition, NotFound, TokenInvalid, TokenReused, TokenRevoked
+from gavel.app.model import TokenRecord
+from gavel.app.ports import UnitOfWork
+from gavel.app.principal import Principal
+from gavel.crypto import jws
+from gavel.crypto.keys import KeySet
+from gavel.ledger.canonical import canonical_decimal
+
+
+class SigningKeys(Protocol):
+    def keyset(self) -> KeySet: ...
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    issuer: str = "gavel"
+    audience: str = "gavel"
+    ttl: timedelta = timedelta(minutes=5)
+
+
+def issue(keys: KeySet, settings: TokenSettings, *, jti: str, tenant_id: str, environment: str,
+          decision_id: str, agent_id: str, action_type: str, amount: Decimal | None, currency: str | None,
+          args_hash: str, now: datetime) -> tuple[str, TokenRecord]:
+    iat = int(now.timestamp())
+    expires = now + settings.ttl
+    claims: dict[str, Any] = {
+        "iss": settings.issuer, "aud": settings.audience, "sub": agent_id, "jti": jti,
+        "iat": iat, "exp": int(expires.timestamp()), "tenant": tenant_id, "env": environment,
+        "decision_id": decision_id, "action_type": action_type, "args_hash": args_hash,
+    }
+    if amount is not None:
+        claims["amount"] = canonical_decimal(amount)
+    if currency:
+        claims["currency"] = currency
+    token = jws.sign_compact(claims, keys.active)
+    record = TokenRecord(jti, tenant_id, environment, decision_id, agent_id, args_hash, now, expires)
+    return token, record
+
+
+def verify(keys: KeySet, settings: TokenSettings, principal: Principal, token: str, now: datetime) -> dict:
+    """Signature, kid, expiry, audience, tenant and environment; raises TokenInvalid."""
+    try:
+        claims = jws.verify_compact(token, lambda kid: keys.find(kid, now))
+    except jws.TokenInvalid as exc:
+        raise TokenInvalid(f"decision token refused: {exc.detail}") from None
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or exp <= now.timestamp():
+        raise TokenInvalid("decision token refused: expired")
+    if claims.get("aud") != settings.audience or claims.get("iss") != settings.issuer:
+        raise TokenInvalid("decision token refused: wrong audience or issuer")
+    if claims.get("tenant") != principal.tenant_id or claims.get("env") != principal.environment:
+        raise TokenInvalid("decision token refused: issued to another tenant or environment")
+    if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("decision_id"), str):
+        raise TokenInvalid("decision token refused: missing claims")
+    return claims
+
+
+def consume(uow: UnitOfWork, principal: Principal, claims: dict, presented_args_hash: str, now: datetime) -> dict:
+    """Revocation → bound args → burn, inside one write unit."""
+    record = uow.tokens.get(claims["jti"])
+    if record is None or record.tenant_id != principal.tenant_id or record.environment != principal.environment:
+        raise TokenInvalid("decision token refused: unknown token")
+    if record.state == "revoked":
+        raise TokenRevoked("decision token was revoked")
+    if presented_args_hash and presented_args_hash != record.args_hash:
+        raise TokenInvalid("decision token refused: the action's args hash differs from the one the token is bound to")
+    if not uow.tokens.consume(record.jti, now):
+        latest = uow.tokens.get(record.jti)
+        if latest is not None and latest.state == "revoked":
+            raise TokenRevoked("decision token was revoked")
+        raise TokenReused("decision token was already used")
+    return {
+        "valid": True, "jti": record.jti, "decision_id": record.decision_id, "agent_id": record.agent_id,
+        "action_type": claims.get("action_type", ""), "amount": claims.get("amount", ""),
+        "currency": claims.get("currency", ""),
+    }
+
+
+def revoke(uow: UnitOfWork, principal: Principal, jti: str, now: datetime) -> dict:
+    record = uow.tokens.get(jti)
+    if record is None or record.tenant_id != principal.tenant_id or record.environment != principal.environment:
+        raise NotFound(f"no token `{jti}`")
+    if record.state == "consumed":
+        raise InvalidTransition("the token was already used; it can no longer be revoked")
+    if record.state == "issued":
+        uow.tokens.revoke(jti, now)
+    return {"revoked": True, "jti": jti}
