@@ -3,9 +3,11 @@ adapter implements which port. Nothing here runs at import time."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gavel.adapters.db.migrate import migrate
@@ -33,7 +35,21 @@ class Runtime:
     policies: PolicyRegistry
     app: Application
 
+    _background: list = field(default_factory=list)
+
+    def start_background(self) -> None:
+        """Start the scheduled upkeep (token expiry sweep) on the running event loop."""
+        from gavel.app.maintenance import sweep_forever
+
+        self._background.append(asyncio.create_task(sweep_forever(self.store, self.app.deps.clock)))
+
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
         await self.store.close()
 
 

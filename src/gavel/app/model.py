@@ -16,7 +16,7 @@ AGENT_STATUSES = ("active", "paused", "locked")
 MODES = ("monitor", "warn", "enforce", "strict")
 OUTCOMES = ("allow", "deny", "require_approval")
 DECISION_STATES = ("approved", "denied", "pending_approval", "expired", "executed", "execution_failed")
-TOKEN_STATES = ("issued", "consumed", "revoked")
+TOKEN_STATES = ("issued", "consumed", "revoked", "expired")
 RESERVATION_STATES = ("reserved", "committed", "released")
 
 

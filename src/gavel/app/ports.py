@@ -70,6 +70,7 @@ class TokenRepo(Protocol):
     def get(self, jti: str) -> TokenRecord | None: ...
     def consume(self, jti: str, at: datetime) -> bool: ...  # issued → consumed; False otherwise
     def revoke(self, jti: str, at: datetime) -> bool: ...  # issued → revoked; False otherwise
+    def expire(self, jti: str) -> bool: ...  # issued → expired (swept after its expiry); False otherwise
     def expired_issued(self, now: datetime, limit: int) -> Sequence[TokenRecord]: ...
 
 

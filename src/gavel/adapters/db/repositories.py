@@ -197,6 +197,9 @@ class SqlTokenRepo:
     def revoke(self, jti: str, at: datetime) -> bool:
         return self._leave_issued(jti, state="revoked", revoked_at=at)
 
+    def expire(self, jti: str) -> bool:
+        return self._leave_issued(jti, state="expired")
+
     def _leave_issued(self, jti: str, **values: Any) -> bool:
         # The row lock taken by the UPDATE makes a concurrent caller wait and then re-check the
         # state, so exactly one of them changes the row (and gets True).

@@ -49,6 +49,7 @@ class GrpcServer:
             raise OSError(f"cannot listen on {addr}")
         await server.start()
         self.server = server
+        self.runtime.start_background()
         await self._set_health(await self.runtime.store.ping())
         self._probe = asyncio.create_task(self._watch_store())
         return self.port
