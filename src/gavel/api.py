@@ -9,6 +9,8 @@ This module is the edge: it reads files and the clock, then hands pure data to t
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -20,6 +22,19 @@ from gavel.lang.source import Span
 from gavel.sources import SourceError, read_rule_files
 
 __all__ = ["Decision", "Engine", "InvalidInput", "PolicyError"]
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Compiling allocates millions of small objects and frees almost none; the cyclic
+    collector would scan them over and over (a third of the load time at 10,000 rules)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Engine(CompiledEngine):
@@ -36,12 +51,14 @@ class Engine(CompiledEngine):
             files = read_rule_files(flat)
         except SourceError as exc:
             raise PolicyError((error("E007", exc.message, Span.point(exc.path, 1, 1)),)) from None
-        return cls.from_texts({f.display: f.text for f in files}, {f.display: f.name for f in files})
+        with gc_paused():
+            return cls.from_texts({f.display: f.text for f in files}, {f.display: f.name for f in files})
 
     @classmethod
     def from_sources(cls, sources: Mapping[str, str]) -> Engine:
         """Compile in-memory `{path: text}`."""
-        return cls.from_texts(dict(sources))
+        with gc_paused():
+            return cls.from_texts(dict(sources))
 
     def decide(self, request: Mapping, facts: Mapping | None = None, now: datetime | None = None) -> Decision:
         return self.decide_at(request, facts, now if now is not None else datetime.now(UTC))

@@ -63,7 +63,7 @@ def open_store(settings: Settings) -> SqlStore:
 def build(settings: Settings) -> Runtime:
     """Wire everything. Raises PolicyError for broken rules, before anything listens."""
     engine = Engine.load(settings.rules)
-    for w in engine.warnings:
+    for w in engine.compilation.warnings:  # checker warnings; `gavel check` also runs the analysis
         log.warning("%s", w.headline())
     signing = FileSigningKeys(settings.data_dir)
     signing.ensure()

@@ -53,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except Exception as exc:  # a store or key file problem: say what, not a traceback
         print(f"gavel serve: cannot start: {exc}", file=sys.stderr)
         return 1
+    import gc
+
+    gc.freeze()  # the compiled policy lives for the whole process: keep it out of collections (p99)
     return asyncio.run(_serve(runtime, args.dev))
 
 

@@ -72,18 +72,21 @@ def path_reader(source: str, keys: tuple[str, ...], t) -> Fn:
     convert = _convert_for(t)
     from_request = source == "request"
 
+    plain_string = t.kind == "string"
+
     def read(act: Activation) -> Any:
         cache = act.cache
         v = cache.get(cache_key, MISSING)
         if v is MISSING:
             v = act.request if from_request else act.facts
             for k in keys:
-                if isinstance(v, Mapping):
+                if type(v) is dict or isinstance(v, Mapping):  # the common case, without the slower ABC check
                     v = v.get(k)
                 else:
                     v = None
                     break
-            v = convert(v)
+            if not (plain_string and (v is None or type(v) is str)):
+                v = convert(v)
             cache[cache_key] = v
         return v
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -74,8 +74,11 @@ class EvalFailure:
         return {"rule": self.rule, "message": self.message, "location": self.location}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
+    """The engine's answer. Read-only by contract: not frozen only because a frozen dataclass
+    costs ~2 µs more to build, a tenth of a decision's budget."""
+
     outcome: str  # allow | deny | require_approval
     reason_code: str
     reason_codes: tuple[str, ...]
@@ -90,7 +93,6 @@ class Decision:
     obligations: dict[str, Any]
     errors: tuple[EvalFailure, ...]
     bundle_hash: str
-    _explain: dict | None = field(default=None, compare=False, repr=False)
 
     @property
     def matched_rules(self) -> tuple[str, ...]:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from gavel.engine.decision import Decision
 from gavel.engine.evaluate import evaluate, evaluate_naive
 from gavel.engine.policy import CompiledPolicy, bundle_hash, compile_policy
-from gavel.lang.diagnostics import Diagnostic, render_all
+from gavel.lang.analysis import analyze
+from gavel.lang.diagnostics import Diagnostic, render_all, sort_diagnostics
 from gavel.lang.pipeline import Compilation, compile_sources
 
 
@@ -29,11 +30,12 @@ class CompiledEngine:
     def __init__(self, policy: CompiledPolicy, compilation: Compilation):
         self.policy = policy
         self.compilation = compilation
+        self._warnings: tuple[Diagnostic, ...] | None = None
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str], hash_names: Mapping[str, str] | None = None) -> CompiledEngine:
         """Compile `{display path: text}`; `hash_names` maps display paths to bundle names."""
-        compilation = compile_sources(texts)
+        compilation = compile_sources(texts, stop_after="lower")  # analysis runs on demand (`warnings`)
         if not compilation.ok:
             raise PolicyError(compilation.diagnostics, render_all(compilation.errors, compilation.sources))
         names = hash_names or {p: p for p in texts}
@@ -46,7 +48,12 @@ class CompiledEngine:
 
     @property
     def warnings(self) -> tuple[Diagnostic, ...]:
-        return self.compilation.warnings
+        """Checker warnings plus the analysis pass (shadowed and unreachable rules), computed
+        on first use: serving never needs them, and at 10,000 rules they cost seconds."""
+        if self._warnings is None:
+            found = analyze(self.compilation.program) if self.compilation.program is not None else ()
+            self._warnings = sort_diagnostics((*self.compilation.warnings, *found))
+        return self._warnings
 
     def decide_at(self, request: Mapping, facts: Mapping | None, now: datetime, naive: bool = False) -> Decision:
         if not isinstance(request, Mapping):

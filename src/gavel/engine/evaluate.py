@@ -31,30 +31,26 @@ def risk_tier(score: int) -> str:
 
 def evaluate(policy: CompiledPolicy, request: dict, facts: dict | None, now: datetime,
              naive: bool = False) -> Decision:
-    act = Activation(request, facts or {}, now)
+    act = Activation(request, facts if facts is not None else {}, now)
     failures: list[EvalFailure] = []
 
     # 1. risk
-    factors: list[RiskFactor] = []
-    for risk in _risks_matching(policy, act, naive, failures):
-        factors.append(RiskFactor(risk.ir.factor, risk.ir.weight, risk.ir.id))
+    factors = [RiskFactor(r.ir.factor, r.ir.weight, r.ir.id)
+               for r in _matching(policy.risks, policy.risk_tree, act, naive, failures)] if policy.risks else []
     score = max(0, min(100, sum(f.weight for f in factors)))
     act.risk_score = Decimal(score)
     act.risk_tier = risk_tier(score)
 
-    # 2. rules, 3. defaults
-    matched = _rules_matching(policy, act, naive, failures)
-    packages_with_match = {r.ir.package for r in matched}
-    for default, scope in policy.defaults:
-        if default.ir.package in packages_with_match:
-            continue
-        try:
-            if scope(act):
+    # 2. rules, 3. defaults of packages in scope with no match of their own
+    matched = _matching(policy.rules, policy.rule_tree, act, naive, failures)
+    if policy.defaults:
+        with_match = {r.ir.package for r in matched}
+        for default in _matching(policy.defaults, policy.default_tree, act, naive, failures):
+            if default.ir.package not in with_match:
                 matched.append(default)
-        except EvalError as exc:
-            failures.append(EvalFailure(default.ir.id, str(exc), default.location))
 
-    factors.sort(key=lambda f: (f.rule.encode(), f.factor))
+    if len(factors) > 1:
+        factors.sort(key=lambda f: (f.rule.encode(), f.factor))
     return _combine(policy, act, matched, factors, score, failures)
 
 
@@ -62,48 +58,58 @@ def evaluate_naive(policy: CompiledPolicy, request: dict, facts: dict | None, no
     return evaluate(policy, request, facts, now, naive=True)
 
 
-def _risks_matching(policy: CompiledPolicy, act: Activation, naive: bool, failures: list):
-    candidates = None
+def _matching(items: tuple, tree, act: Activation, naive: bool, failures: list) -> list:
+    """The items (rules, risk rules or defaults) whose conditions hold.
+
+    Conjuncts are checked in order; a false one settles the item even if another failed to
+    evaluate (so the order the tree checks them in never changes an answer); an item with a
+    failure and no false conjunct is recorded in `failures`, which makes the decision deny.
+    """
+    reached = None
     if not naive:
         try:
-            candidates = [(policy.risks[c.rule], policy.risk_residual_checks[c])
-                          for c in collect(policy.risk_tree, act)]
+            reached = collect(tree, act)
         except EvalError:
-            candidates = None
-    if candidates is None:
-        candidates = [(r, r.check_all) for r in policy.risks]
+            reached = None  # a branch path is unreadable: decide item by item instead
     out = []
-    for risk, check in candidates:
+    if reached is None:
+        for item in items:
+            try:
+                if item.check_all(act) and not (getattr(item, "unless", None) is not None and item.unless(act)):
+                    out.append(item)
+            except EvalError as exc:
+                failures.append(EvalFailure(item.ir.id, str(exc), item.location))
+        return out
+    for cand in reached:
+        item = items[cand.rule]
+        failure = None
+        holds = True
+        for check in cand.checks:
+            try:
+                if check(act) is not True:
+                    holds = False
+                    break
+            except EvalError as exc:
+                if failure is None:
+                    failure = exc
+        if not holds:
+            continue
         try:
-            if check(act):
-                out.append(risk)
+            if failure is not None:
+                raise failure
+            unless = getattr(item, "unless", None)
+            if unless is not None and unless(act):
+                continue
         except EvalError as exc:
-            failures.append(EvalFailure(risk.ir.id, str(exc), risk.location))
-    return out
-
-
-def _rules_matching(policy: CompiledPolicy, act: Activation, naive: bool, failures: list) -> list[CompiledRule]:
-    candidates = None
-    if not naive:
-        try:
-            candidates = [(policy.rules[c.rule], policy.residual_checks[c]) for c in collect(policy.rule_tree, act)]
-        except EvalError:
-            candidates = None  # a branch path is unreadable: decide rule by rule instead
-    if candidates is None:
-        candidates = [(r, r.check_all) for r in policy.rules]
-    out = []
-    for rule, check in candidates:
-        try:
-            if check(act) and not (rule.unless is not None and rule.unless(act)):
-                out.append(rule)
-        except EvalError as exc:
-            failures.append(EvalFailure(rule.ir.id, str(exc), rule.location))
+            failures.append(EvalFailure(item.ir.id, str(exc), item.location))
+            continue
+        out.append(item)
     return out
 
 
 def _combine(policy: CompiledPolicy, act: Activation, matched: list[CompiledRule], factors: list[RiskFactor],
              score: int, failures: list[EvalFailure]) -> Decision:
-    matches = rank([_as_match(r) for r in matched])
+    matches = rank([r.match for r in matched]) if len(matched) > 1 else [r.match for r in matched]
     by_id = {r.ir.id: r for r in matched}
     common: dict[str, Any] = {
         "matches": tuple(matches), "risk_score": score, "risk_tier": act.risk_tier,
@@ -144,11 +150,3 @@ def _combine(policy: CompiledPolicy, act: Activation, matched: list[CompiledRule
 def _default_message(m: Match) -> str:
     verb = {"allow": "allowed", "deny": "denied", "require_approval": "needs approval"}[m.effect]
     return f"{verb} by {m.rule} ({m.reason_code})"
-
-
-def _as_match(r: CompiledRule) -> Match:
-    return Match(
-        rule=r.ir.id, package=r.ir.package, effect=r.ir.effect, reason_code=r.ir.reason_code,
-        specificity=r.ir.specificity, priority=r.ir.priority, paths=r.ir.request_paths,
-        location=r.location, is_default=r.ir.is_default,
-    )

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gavel.engine.compile import Compiler, conjunction
-from gavel.engine.decision import Route
-from gavel.engine.tree import Candidate, Leaf, Node, Ranges, Switch, build_tree
+from gavel.engine.decision import Match, Route
+from gavel.engine.tree import Leaf, Node, Ranges, Switch, build_tree
 from gavel.lang import ir
 from gavel.lang.check import children
 from gavel.lang.source import Source
@@ -26,6 +26,7 @@ class CompiledRule:
     route: Route | None
     location: str
     obligations: Callable[..., dict] | None = None
+    match: Match | None = None  # what the decision lists when the rule matches (static)
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,8 @@ class CompiledPolicy:
     rule_tree: Node | None
     risks: tuple[CompiledRisk, ...]
     risk_tree: Node | None
-    defaults: tuple[tuple[CompiledRule, Check], ...]  # (default, its package scope)
-    residual_checks: dict[Candidate, Check] = field(repr=False)
-    risk_residual_checks: dict[Candidate, Check] = field(repr=False)
+    defaults: tuple[CompiledRule, ...]  # package defaults; `default_tree` indexes their scopes
+    default_tree: Node | None = field(repr=False)
     compiler: Compiler = field(repr=False)
 
     @property
@@ -80,9 +80,8 @@ def _path_types(conjunct_lists) -> dict:
     return types
 
 
-def _arm(tree: Node | None, compiled_fns: list[tuple]) -> dict[Candidate, Check]:
-    """A residual check for every leaf entry: the conjuncts the branches did not decide."""
-    checks: dict[Candidate, Check] = {}
+def _arm(tree: Node | None, compiled_fns: list[tuple]) -> None:
+    """Give every leaf entry the closures of the conjuncts the branches above it did not decide."""
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -90,16 +89,14 @@ def _arm(tree: Node | None, compiled_fns: list[tuple]) -> dict[Candidate, Check]
             continue
         if isinstance(node, Leaf):
             for cand in node.entries:
-                if cand not in checks:
-                    fns = compiled_fns[cand.rule]
-                    checks[cand] = conjunction(tuple(fns[i] for i in cand.residual))
+                fns = compiled_fns[cand.rule]
+                cand.checks = tuple(fns[i] for i in cand.residual)
         elif isinstance(node, Switch):
             stack.append(node.rest)
             stack.extend(node.cases.values())
         elif isinstance(node, Ranges):
             stack.append(node.rest)
             stack.extend(node.segments)
-    return checks
 
 
 def compile_policy(program: ir.ProgramIR, sources: Mapping[str, Source], hash_: str,
@@ -117,6 +114,7 @@ def compile_policy(program: ir.ProgramIR, sources: Mapping[str, Source], hash_: 
     risks: list[CompiledRisk] = []
     risk_fns: list[tuple] = []
     defaults = []
+    default_fns: list[tuple] = []
     for pkg in program.packages:
         scope_fns = compiler.condition_list(pkg.scope)
         for rule in pkg.rules:
@@ -128,6 +126,7 @@ def compile_policy(program: ir.ProgramIR, sources: Mapping[str, Source], hash_: 
                 unless=conjunction(compiler.condition_list(rule.unless)) if rule.unless else None,
                 route=_route(rule.route), location=where(rule.span),
                 obligations=compiler.expr(rule.obligations) if rule.obligations else None,
+                match=_match(rule, where(rule.span)),
             ))
         for risk in pkg.risks:
             conjuncts = (*pkg.scope, *risk.when)
@@ -136,18 +135,25 @@ def compile_policy(program: ir.ProgramIR, sources: Mapping[str, Source], hash_: 
             risks.append(CompiledRisk(risk, conjuncts, conjunction(fns), where(risk.span)))
         if pkg.default is not None:
             d = pkg.default
-            compiled = CompiledRule(d, tuple(pkg.scope), conjunction(scope_fns), None, _route(d.route),
-                                    where(d.span))
-            defaults.append((compiled, conjunction(scope_fns)))
-    rule_tree = build_tree([r.conjuncts for r in rules], _path_types(r.conjuncts for r in rules))
-    risk_tree = build_tree([r.conjuncts for r in risks], _path_types(r.conjuncts for r in risks))
+            defaults.append(CompiledRule(d, tuple(pkg.scope), conjunction(scope_fns), None, _route(d.route),
+                                         where(d.span), match=_match(d, where(d.span))))
+            default_fns.append(scope_fns)
+    trees = []
+    for items, fns in ((rules, rule_fns), (risks, risk_fns), (defaults, default_fns)):
+        tree = build_tree([r.conjuncts for r in items], _path_types(r.conjuncts for r in items))
+        _arm(tree, fns)
+        trees.append(tree)
     return CompiledPolicy(
         bundle_hash=hash_, sources=sources, program=program,
-        rules=tuple(rules), rule_tree=rule_tree, risks=tuple(risks), risk_tree=risk_tree,
-        defaults=tuple(defaults),
-        residual_checks=_arm(rule_tree, rule_fns), risk_residual_checks=_arm(risk_tree, risk_fns),
-        compiler=compiler,
+        rules=tuple(rules), rule_tree=trees[0], risks=tuple(risks), risk_tree=trees[1],
+        defaults=tuple(defaults), default_tree=trees[2], compiler=compiler,
     )
+
+
+def _match(r: ir.RuleIR, location: str) -> Match:
+    return Match(rule=r.id, package=r.package, effect=r.effect, reason_code=r.reason_code,
+                 specificity=r.specificity, priority=r.priority, paths=r.request_paths, location=location,
+                 is_default=r.is_default)
 
 
 def _route(route: ir.RouteIR | None) -> Route | None:

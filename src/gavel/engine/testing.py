@@ -72,7 +72,7 @@ def run_tests(engine: CompiledEngine) -> TestReport:
         )
         results.append(TestResult(test, decision, ok))
         hit.update(f.rule for f in decision.risk_factors)
-    every_rule = ([r.ir.id for r in engine.policy.rules] + [d.ir.id for d, _ in engine.policy.defaults]
+    every_rule = ([r.ir.id for r in engine.policy.rules] + [d.ir.id for d in engine.policy.defaults]
                   + [r.ir.id for r in engine.policy.risks])
     uncovered = tuple(sorted(r for r in every_rule if r not in hit))
     return TestReport(tuple(results), uncovered)

@@ -38,18 +38,28 @@ from typing import Any
 
 from gavel.engine.compile import Fn, path_reader
 from gavel.lang import ir
-from gavel.lang.constraints import IndexTest, Interval, PathKey, index_test, value_key
+from gavel.lang.constraints import IndexTest, Interval, PathKey, index_test
 
 LEAF_SIZE = 3
 MAX_RANGE_FANOUT = 8
 
 
-@dataclass(frozen=True, slots=True)
 class Candidate:
-    """A rule the tree could not rule out, and what is left to check."""
+    """A rule the tree could not rule out, and what is left to check.
 
-    rule: int
-    residual: tuple[int, ...]  # indexes into the rule's conjuncts
+    `residual` indexes the rule's conjuncts; `checks` holds their compiled closures, filled in
+    once when the policy is compiled (`policy.arm`), so a decision never looks anything up.
+    """
+
+    __slots__ = ("rule", "residual", "checks")
+
+    def __init__(self, rule: int, residual: tuple[int, ...]):
+        self.rule = rule
+        self.residual = residual
+        self.checks: tuple = ()
+
+    def __repr__(self) -> str:
+        return f"Candidate(rule={self.rule}, residual={self.residual})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,28 +203,31 @@ def collect(root: Node | None, act) -> list[Candidate]:
     if root is None:
         return out
     stack = [root]
+    pop, push, extend = stack.pop, stack.append, out.extend
     while stack:
-        node = stack.pop()
-        if type(node) is Leaf:
-            out.extend(node.entries)
+        node = pop()
+        kind = type(node)
+        if kind is Leaf:
+            extend(node.entries)
             continue
         if node.rest is not None:
-            stack.append(node.rest)
+            push(node.rest)
         v = node.read(act)
         if v is None:
             continue
-        if type(node) is Switch:
+        if kind is Switch:
+            if type(v) is bool:
+                v = ("bool", v)  # value_key, inlined: booleans never equal 0 or 1
             try:
-                child = node.cases.get(value_key(v))
+                child = node.cases.get(v)
             except TypeError:  # unhashable (a list or object): equals no constant
                 child = None
         else:
             bounds = node.bounds
             i = bisect_left(bounds, v)
-            seg = 2 * i + 1 if i < len(bounds) and bounds[i] == v else 2 * i
-            child = node.segments[seg]
+            child = node.segments[2 * i + 1 if i < len(bounds) and bounds[i] == v else 2 * i]
         if child is not None:
-            stack.append(child)
+            push(child)
     return out
 
 

@@ -46,12 +46,9 @@ def _contradiction(conjuncts: tuple[ir.IExpr, ...]) -> str | None:
     return None
 
 
-def _implied(cond: ir.IExpr, own: tuple[ir.IExpr, ...], own_tests: dict) -> bool:
-    if cond in own:
-        return True
-    test = index_test(cond)
+def _implied(cond: ir.IExpr, test: IndexTest | None, own: tuple[ir.IExpr, ...], own_tests: dict) -> bool:
     if test is None:
-        return False
+        return cond in own
     mine: IndexTest | None = own_tests.get((test.path, test.kind))
     if test.kind == "eq":
         return mine is not None and mine.values <= test.values
@@ -80,7 +77,7 @@ def analyze(program: ir.ProgramIR) -> tuple[Diagnostic, ...]:
                 out.append(warning("W302", f"rule `{rule.id}` can never match: {why}", rule.span,
                                    "check the thresholds and the package scope"))
                 continue
-            entries.append((pkg, rule, conj, constraints_of(conj)))
+            entries.append((pkg, rule, conj, constraints_of(conj), tuple((c, index_test(c)) for c in conj)))
     out.extend(_shadowing(entries))
     return tuple(out)
 
@@ -88,7 +85,7 @@ def analyze(program: ir.ProgramIR) -> tuple[Diagnostic, ...]:
 def _shadowing(entries) -> list[Diagnostic]:
     # Bucket by the most tested path so that only rules that can overlap are compared.
     path_counts: dict = defaultdict(int)
-    for *_, tests in entries:
+    for _, _, _, tests, _ in entries:
         for (path, kind) in tests:
             if kind == "eq":
                 path_counts[path] += 1
@@ -105,7 +102,7 @@ def _shadowing(entries) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     pairs = 0
     for r_entry in entries:
-        _, r, r_conj, r_tests = r_entry
+        _, r, r_conj, r_tests, _ = r_entry
         test = r_tests.get((primary, "eq")) if primary else None
         if test is None:
             candidates = unconstrained
@@ -116,13 +113,13 @@ def _shadowing(entries) -> list[Diagnostic]:
                     seen[id(e)] = e
             candidates = list(seen.values())
         own = r_conj  # a tuple: folded constants may hold dicts, which do not hash
-        for _, s, s_conj, _ in candidates:
+        for _, s, _, _, s_tests in candidates:
             pairs += 1
             if pairs > MAX_PAIRS:
                 return out
             if s is r or s.unless or not _beats(s, r):
                 continue
-            if all(_implied(c, own, r_tests) for c in s_conj):
+            if all(_implied(c, t, own, r_tests) for c, t in s_tests):
                 out.append(warning(
                     "W303", f"rule `{r.id}` can never win: `{s.id}` matches whenever it does and wins",
                     r.span, f"{s.id} is at {s.span}; narrow it or remove this rule"))

@@ -7,13 +7,15 @@ diagnostics. Syntax errors carry a location and name what was expected.
 from __future__ import annotations
 
 import re
+import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from gavel.lang import syntax as ast
 from gavel.lang.diagnostics import Diagnostic, did_you_mean, error
@@ -89,17 +91,26 @@ class _SyntaxProblem(Exception):
 
 
 @cache
-def _parser() -> Lark:
+def _parser() -> tuple[Lark, _ToAst]:
+    """The parser, with the AST transformer applied inline by the LALR parser: no intermediate
+    parse tree is built, which halves parsing time. Lark gives inline callbacks no positions, so
+    each node's span is derived from its children (tokens and already-built nodes). The
+    transformer is told which file it works on before each parse, under `_PARSE_LOCK`."""
     grammar = resources.files("gavel.lang").joinpath("grammar.lark").read_text("utf-8")
-    return Lark(
+    transformer = _ToAst("<unset>", [])
+    lark = Lark(
         grammar,
         parser="lalr",
         lexer="basic",
         postlex=_Blocks(),
-        propagate_positions=True,
         maybe_placeholders=True,
         strict=False,
+        transformer=transformer,
     )
+    return lark, transformer
+
+
+_PARSE_LOCK = threading.Lock()
 
 
 def parse_source(source: Source) -> tuple[ast.Module | None, tuple[Diagnostic, ...]]:
@@ -107,17 +118,13 @@ def parse_source(source: Source) -> tuple[ast.Module | None, tuple[Diagnostic, .
     if len(source.text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
         return None, (error("E006", f"file is larger than {MAX_SOURCE_BYTES} bytes", Span.point(source.path, 1, 1)),)
     comments: list[ast.Comment] = []
-    parser = _parser()
+    parser, transformer = _parser()
     try:
-        tree = _parse_with_comments(parser, source, comments)
-        module = _ToAst(source.path, comments).transform(tree)
+        with _PARSE_LOCK:
+            transformer.path, transformer.comments = source.path, comments
+            module = _parse_with_comments(parser, source, comments)
     except _TooDeep as exc:
         return None, (error("E005", f"nesting deeper than {MAX_NESTING} levels", _tok_span(source.path, exc.tok)),)
-    except VisitError as exc:
-        inner = exc.orig_exc
-        if isinstance(inner, _SyntaxProblem):
-            return None, (error("E002", inner.message, inner.span, inner.help),)
-        raise
     except _SyntaxProblem as exc:
         return None, (error("E002", exc.message, exc.span, exc.help),)
     except UnexpectedInput as exc:
@@ -241,6 +248,69 @@ def _unescape(tok: Token, path: str) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """The extent of a rule's children: what `propagate_positions` would give a tree."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    empty: bool = False
+
+
+def _extent(child) -> tuple[int, int, int, int] | None:
+    if isinstance(child, Token):
+        if child.line is None:
+            return None
+        return child.line, child.column, child.end_line, child.end_column
+    span = getattr(child, "span", None)
+    if isinstance(span, Span) and span.line:
+        return span.line, span.column, span.end_line, span.end_column
+    if isinstance(child, tuple) and child:
+        if isinstance(child[-1], Span):  # a test clause: (kind, value, span)
+            s = child[-1]
+            return s.line, s.column, s.end_line, s.end_column
+        first, last = _extent(child[0]), _extent(child[-1])
+        if first and last:
+            return first[0], first[1], last[2], last[3]
+    return None
+
+
+def _meta_of(children) -> _Meta:
+    first = last = None
+    for child in children:
+        found = _extent(child)
+        if found is not None:
+            first = first or found
+            last = found
+    if first is None:
+        return _Meta(0, 0, 0, 0, empty=True)
+    return _Meta(first[0], first[1], last[2], last[3])
+
+
+def _spanned(method):
+    def callback(self, children):
+        return method(self, _meta_of(children), children)
+
+    callback.__name__ = method.__name__
+    return callback
+
+
+class _Block(tuple):
+    """Conditions in the making: a tuple that remembers the extent of its clause (braces and
+    keyword included), so the declaration around it gets the right span. Declarations store
+    plain tuples."""
+
+    span: Span
+
+
+def _block(items, span: Span) -> _Block:
+    block = _Block(items)
+    block.span = span
+    return block
+
+
 class _ToAst(Transformer):
     def __init__(self, path: str, comments: list[ast.Comment]):
         super().__init__(visit_tokens=False)
@@ -262,41 +332,41 @@ class _ToAst(Transformer):
 
     # ---- file and declarations
 
-    @v_args(meta=True)
+    @_spanned
     def start(self, meta, children):
         package, *items = children
         return ast.Module(self.path, package, tuple(items), tuple(self.comments), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def package_decl(self, meta, children):
         name = children[1].value + "".join(t.value for t in children[2:])
         return ast.PackageDecl(name, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def let_decl(self, meta, children):
         _, name, value = children
         return ast.LetDecl(name.value, value, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def scope_decl(self, meta, children):
-        return ast.ScopeDecl(self._conditions(children[1:]), self._span(meta))
+        return ast.ScopeDecl(tuple(children[1]), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def default_decl(self, meta, children):
         _, effect, reason, route = children
         return ast.DefaultDecl(effect, self._string(reason), route, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def risk_decl(self, meta, children):
-        _, weight, factor, _when, *conds = children
-        return ast.RiskDecl(weight, self._string(factor), self._conditions(conds), self._span(meta))
+        _, weight, factor, _when, conds = children
+        return ast.RiskDecl(weight, self._string(factor), tuple(conds), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def rule_decl(self, meta, children):
         _, name, priority, effect, reason, message, when, unless, route, obligations = children
         return ast.RuleDecl(
             name=name.value, priority=priority, effect=effect, reason=self._string(reason),
-            message=message, when=when, unless=unless or (), route=route,
+            message=message, when=tuple(when), unless=tuple(unless or ()), route=route,
             obligations=obligations, span=self._span(meta),
         )
 
@@ -310,23 +380,28 @@ class _ToAst(Transformer):
         self._soft(keyword, "message")
         return self._string(text)
 
-    def when_clause(self, children):
-        return self._conditions(children[1:])
+    @_spanned
+    def when_clause(self, meta, children):
+        return _block(children[1], self._span(meta))
 
-    unless_clause = when_clause
+    @_spanned
+    def unless_clause(self, meta, children):
+        return _block(children[1], self._span(meta))
 
-    def cond_block(self, children):
-        return tuple(c for c in children if not isinstance(c, Token))
+    @_spanned
+    def cond_block(self, meta, children):
+        return _block((c for c in children if not isinstance(c, Token)), self._span(meta))
 
-    def _conditions(self, children) -> tuple:
+    @_spanned
+    def conditions(self, meta, children):
         (only,) = children
-        return only if isinstance(only, tuple) else (only,)
+        return only if isinstance(only, _Block) else _block((only,), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def route_clause(self, meta, children):
         return ast.Route(tuple(c for c in children if isinstance(c, ast.RouteEntry)), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def route_entry(self, meta, children):
         key, value = children
         if isinstance(value, str):
@@ -346,17 +421,17 @@ class _ToAst(Transformer):
         value = int(number.value)
         return -value if minus is not None else value
 
-    @v_args(meta=True)
+    @_spanned
     def test_decl(self, meta, children):
         name = self._string(children[1])
         fields: dict[str, object] = {"input": None, "now": None, "facts": None, "expect": None}
-        for kind, value, span in children[2:]:
+        for kind, value, span in (c for c in children[2:] if isinstance(c, tuple)):
             if fields.get(kind) is not None:
                 raise _SyntaxProblem(f"`{kind}` given twice in one test", span)
             fields[kind] = value
         return ast.TestDecl(name, fields["input"], fields["now"], fields["facts"], fields["expect"], self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def test_object(self, meta, children):
         keyword, obj = children
         if keyword.value not in ("input", "facts"):
@@ -367,11 +442,11 @@ class _ToAst(Transformer):
             )
         return keyword.value, obj, self._span(meta)
 
-    @v_args(meta=True)
+    @_spanned
     def test_now(self, meta, children):
         return "now", self._string(children[1]), self._span(meta)
 
-    @v_args(meta=True)
+    @_spanned
     def test_expect(self, meta, children):
         keyword, effect, reason, role_kw, role = children
         self._soft(keyword, "expect")
@@ -385,26 +460,26 @@ class _ToAst(Transformer):
     def _string(self, tok: Token | None) -> str | None:
         return None if tok is None else _unescape(tok, self.path)
 
-    @v_args(meta=True)
+    @_spanned
     def or_expr(self, meta, children):
         left, _, right = children
         return ast.Binary("or", left, right, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def and_expr(self, meta, children):
         left, _, right = children
         return ast.Binary("and", left, right, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def not_(self, meta, children):
         return ast.Unary("not", children[1], self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def quantifier(self, meta, children):
         kind, var, _in, collection, body = children
         return ast.Quantifier(kind.value, var.value, collection, body, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def compare(self, meta, children):
         left, op, right = children
         return ast.Binary(op, left, right, self._span(meta))
@@ -413,29 +488,32 @@ class _ToAst(Transformer):
         tok = children[0]
         return "not in" if tok.type == "NOT_IN" else tok.value
 
-    @v_args(meta=True)
+    @_spanned
     def arith(self, meta, children):
         left, op, right = children
         return ast.Binary(op.value, left, right, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def neg(self, meta, children):
         operand = children[1]
         if isinstance(operand, ast.Literal) and operand.kind == "number":
             return ast.Literal("number", -operand.value, self._span(meta))
         return ast.Unary("-", operand, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def member(self, meta, children):
         obj, name = children
         return ast.Member(obj, name.value[1:], self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def index(self, meta, children):
-        obj, idx = children
+        obj, _, idx, _ = children
         return ast.Index(obj, idx, self._span(meta))
 
-    @v_args(meta=True)
+    def paren(self, children):
+        return children[1]
+
+    @_spanned
     def number(self, meta, children):
         try:
             value = Decimal(children[0].value)
@@ -443,46 +521,47 @@ class _ToAst(Transformer):
             raise _SyntaxProblem("malformed number", self._span(meta)) from exc
         return ast.Literal("number", value, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def duration(self, meta, children):
         m = re.fullmatch(r"([0-9]+)(ms|s|m|h|d)", children[0].value)
         assert m is not None
         return ast.Literal("duration", int(m.group(1)) * _DURATION_UNITS[m.group(2)], self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def string(self, meta, children):
         return ast.Literal("string", self._string(children[0]), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def true(self, meta, _):
         return ast.Literal("bool", True, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def false(self, meta, _):
         return ast.Literal("bool", False, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def null(self, meta, _):
         return ast.Literal("null", None, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def name(self, meta, children):
         return ast.Name(children[0].value, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def call(self, meta, children):
         func, *args = children
-        return ast.Call(func.value, tuple(a for a in args if a is not None), self._span(meta))
+        return ast.Call(func.value, tuple(a for a in args if a is not None and not isinstance(a, Token)),
+                        self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def list_lit(self, meta, children):
-        return ast.ListLit(tuple(c for c in children if c is not None), self._span(meta))
+        return ast.ListLit(tuple(c for c in children if c is not None and not isinstance(c, Token)), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def set_lit(self, meta, children):
         return ast.SetLit(tuple(c for c in children if not isinstance(c, Token)), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def object_lit(self, meta, children):
         entries = tuple(c for c in children if isinstance(c, ast.Entry))
         seen: set[str] = set()
@@ -492,11 +571,11 @@ class _ToAst(Transformer):
             seen.add(e.key)
         return ast.ObjectLit(entries, self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def empty_object(self, meta, _):
         return ast.ObjectLit((), self._span(meta))
 
-    @v_args(meta=True)
+    @_spanned
     def entry(self, meta, children):
         key, value = children
         text = self._string(key) if key.type == "STRING" else key.value
