@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from gavel.engine.decision import Decision
 from gavel.engine.engine import CompiledEngine, InvalidInput, PolicyError
+from gavel.engine.policy import bundle_hash
 from gavel.lang.diagnostics import error
 from gavel.lang.source import Span
 from gavel.sources import SourceError, read_rule_files
@@ -38,6 +40,25 @@ def gc_paused():
 
 
 class Engine(CompiledEngine):
+    _cache: OrderedDict[tuple, Engine] = OrderedDict()
+    CACHE_SIZE = 8
+
+    @classmethod
+    def _compiled(cls, texts: dict[str, str], names: dict[str, str]) -> Engine:
+        """Compile, or reuse the engine compiled from exactly these files (keyed by content
+        hash and display paths): reloading an unchanged directory costs nothing."""
+        key = (bundle_hash({names[p]: t for p, t in texts.items()}), tuple(sorted(names.items())))
+        hit = cls._cache.get(key)
+        if hit is not None:
+            cls._cache.move_to_end(key)
+            return hit
+        with gc_paused():
+            engine = cls.from_texts(texts, names)
+        cls._cache[key] = engine
+        while len(cls._cache) > cls.CACHE_SIZE:
+            cls._cache.popitem(last=False)
+        return engine
+
     @classmethod
     def load(cls, *paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Engine:
         """Compile the `.rules` files in the given directories or files; raise PolicyError."""
@@ -51,14 +72,12 @@ class Engine(CompiledEngine):
             files = read_rule_files(flat)
         except SourceError as exc:
             raise PolicyError((error("E007", exc.message, Span.point(exc.path, 1, 1)),)) from None
-        with gc_paused():
-            return cls.from_texts({f.display: f.text for f in files}, {f.display: f.name for f in files})
+        return cls._compiled({f.display: f.text for f in files}, {f.display: f.name for f in files})
 
     @classmethod
     def from_sources(cls, sources: Mapping[str, str]) -> Engine:
         """Compile in-memory `{path: text}`."""
-        with gc_paused():
-            return cls.from_texts(dict(sources))
+        return cls._compiled(dict(sources), {p: p for p in sources})
 
     def decide(self, request: Mapping, facts: Mapping | None = None, now: datetime | None = None) -> Decision:
         return self.decide_at(request, facts, now if now is not None else datetime.now(UTC))

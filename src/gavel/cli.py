@@ -20,7 +20,13 @@ class UsageError(Exception):
 
 def _load(paths: Sequence[str]):
     from gavel.api import Engine
+    from gavel.sources import SourceError, read_rule_files
 
+    try:
+        if not read_rule_files(paths):
+            raise UsageError(f"no .rules files in {' '.join(paths)}")
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
     return Engine.load(*paths)
 
 
@@ -54,9 +60,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         errors, warnings = len(comp.errors), len(comp.warnings)
         rules = sum(len(p.rules) for p in comp.program.packages) if comp.program else 0
         status = "ok" if comp.ok else "failed"
-        print(f"{status}: {len(files)} file{'s' if len(files) != 1 else ''}, {rules} rules, "
-              f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}")
+        print(f"{status}: {_count(len(files), 'file')}, {_count(rules, 'rule')}, {_count(errors, 'error')}, "
+              f"{_count(warnings, 'warning')}")
     return EXIT_OK if comp.ok else EXIT_POLICY
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
@@ -86,8 +96,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         return EXIT_POLICY
     if args.check and changed:
         return EXIT_POLICY
-    print(f"{len(files) - len(changed)} file{'s' if len(files) - len(changed) != 1 else ''} "
-          f"{'already formatted' if args.check or not changed else 'unchanged'}")
+    if not changed:
+        print(f"{_count(len(files), 'file')} already formatted")
     return EXIT_OK
 
 

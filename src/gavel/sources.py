@@ -38,14 +38,22 @@ def read_rule_files(paths: Iterable[str | os.PathLike]) -> list[RuleFile]:
                 if any(part.startswith(".") for part in file.relative_to(path).parts):
                     continue
                 rel = file.relative_to(path).as_posix()
-                found[rel] = _read(file, rel)
+                _add(found, _read(file, rel))
         elif path.is_file():
-            found[path.name] = _read(path, path.name)
+            _add(found, _read(path, path.name))
         else:
             raise SourceError(str(raw), "no such file or directory")
         if len(found) > MAX_FILES:
             raise SourceError(str(raw), f"more than {MAX_FILES} rule files")
     return [found[k] for k in sorted(found)]
+
+
+def _add(found: dict[str, RuleFile], f: RuleFile) -> None:
+    other = found.get(f.name)
+    if other is not None and other.display != f.display:
+        raise SourceError(f.display, f"has the same bundle name `{f.name}` as {other.display}; "
+                                     "give one directory, or files with distinct names")
+    found[f.name] = f
 
 
 def _read(path: Path, name: str) -> RuleFile:

@@ -429,3 +429,52 @@ def test_decision_to_dict_has_the_documented_fields() -> None:
     assert set(d.to_dict()) == {"outcome", "reason_code", "reason_codes", "rule", "message", "matched_rules",
                                 "risk", "route", "obligations", "bundle_hash", "explain"}
     assert set(d.explain) == {"summary", "winner", "matched", "risk", "errors", "next_steps"}
+
+
+# ---------------------------------------------------------------- regressions found by review
+
+def test_set_equality_is_strict_about_booleans() -> None:
+    text = ('package p\nrule r deny "p.r" when ({context.flag} == {1})\n'
+            'rule ok allow "p.ok" when action.type == "refund"')
+    assert decide(text, req(context={"flag": True})).reason_code == "p.ok"
+    assert decide(text, req(context={"flag": 1})).reason_code == "p.r"
+
+
+def test_glob_star_matches_newlines() -> None:
+    text = ('package p\nrule r deny "p.r" when glob(context.note, "a*b")\n'
+            'rule ok allow "p.ok" when action.type == "refund"')
+    assert decide(text, req(context={"note": "a\nb"})).reason_code == "p.r"
+
+
+def test_variadic_min_max_with_a_null_argument_are_null() -> None:
+    text = ('package p\nrule r deny "p.r" when min(context.a, 3) == 3\n'
+            'rule s deny "p.s" when max([context.a, 3]) == 3\n'
+            'rule ok allow "p.ok" when action.type == "refund"')
+    d = decide(text, req())
+    assert "p.r" not in d.matched_rules and "p.s" in d.matched_rules  # the list form skips nulls
+
+
+def test_matches_accepts_a_constant_let_pattern() -> None:
+    text = 'package p\nlet secret = "(^|/)secrets?/"\nrule r deny "p.r" when matches(action.resource, secret)'
+    assert decide(text, req(action={"resource": "vault/secret/x"})).reason_code == "p.r"
+
+
+def test_risk_factors_are_listed_in_source_order() -> None:
+    risks = "\n".join(f'risk 1 "f{i}" when action.amount > 0' for i in range(12))
+    d = decide(f"package p\n{risks}\nrule ok allow \"p.ok\" when action.type == \"refund\"", req())
+    assert [f.factor for f in d.risk_factors] == [f"f{i}" for i in range(12)]
+
+
+def test_engine_load_refuses_two_files_with_one_bundle_name(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.rules").write_text('package a\nrule r allow when action.type == "x"')
+    (tmp_path / "b" / "x.rules").write_text('package b\nrule r deny when action.type == "x"')
+    with pytest.raises(PolicyError, match="same bundle name"):
+        Engine.load(tmp_path / "a" / "x.rules", tmp_path / "b" / "x.rules")
+
+
+def test_compiled_bundles_are_reused_by_content_hash() -> None:
+    a = Engine.from_sources({"c.rules": RISK})
+    assert Engine.from_sources({"c.rules": RISK}) is a
+    assert Engine.from_sources({"c.rules": RISK + "\n"}) is not a

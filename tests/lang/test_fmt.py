@@ -236,10 +236,13 @@ def test_unwritable_expressions_raise(expr: ast.Expr) -> None:
         format_expr(expr)
 
 
-def test_unwritable_test_object_raises() -> None:
-    test = ast.TestDecl("t", ast.ObjectLit(()), None, None, None)
-    with pytest.raises(ValueError):
-        format_module(ast.Module("m.rules", ast.PackageDecl("p"), (test,)))
+def test_empty_objects_in_clauses_are_written_as_braces() -> None:
+    text = ('package p\nrule r allow when action.amount > 1 with {}\n'
+            'test "t" {\n  input {}\n  facts {}\n  expect deny\n}\n')
+    out, diags = format_source(Source("m.rules", text))
+    assert not diags and "with {}" in out and "input {}" in out and "facts {}" in out
+    assert parse_source(Source("m.rules", out))[0] == parse_source(Source("m.rules", text))[0]
+    assert format_source(Source("m.rules", out))[0] == out
 
 
 # ---------------------------------------------------------------- generated ASTs

@@ -77,7 +77,9 @@ def _glob_regex(pattern: str):
     out = []
     for ch in pattern:
         out.append(".*" if ch == "*" else "." if ch == "?" else re2.escape(ch))
-    return re2.compile("".join(out), re2.Options())
+    options = re2.Options()
+    options.dot_nl = True  # `*` is any run of characters, newlines included
+    return re2.compile("".join(out), options)
 
 
 def _glob(text: str, pattern: str) -> bool:
@@ -114,6 +116,8 @@ def _sum(coll: Any, key: Any = None) -> Decimal | None:
 def _extreme(pick_max: bool):
     def apply(*args: Any) -> Any:
         items = args
+        if len(args) > 1 and any(a is None for a in args):
+            return None
         if len(args) == 1:
             if args[0] is None:
                 return None

@@ -50,7 +50,8 @@ def evaluate(policy: CompiledPolicy, request: dict, facts: dict | None, now: dat
                 matched.append(default)
 
     if len(factors) > 1:
-        factors.sort(key=lambda f: (f.rule.encode(), f.factor))
+        order = policy.risk_order
+        factors.sort(key=lambda f: order[f.rule])
     return _combine(policy, act, matched, factors, score, failures)
 
 

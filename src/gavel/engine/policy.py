@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gavel.engine.compile import Compiler, conjunction
 from gavel.engine.decision import Match, Route
@@ -49,6 +50,11 @@ class CompiledPolicy:
     defaults: tuple[CompiledRule, ...]  # package defaults; `default_tree` indexes their scopes
     default_tree: Node | None = field(repr=False)
     compiler: Compiler = field(repr=False)
+
+    @cached_property
+    def risk_order(self) -> dict[str, int]:
+        """Risk rule id → position in the bundle (factors are listed in source order)."""
+        return {r.ir.id: i for i, r in enumerate(self.risks)}
 
     @property
     def tests(self) -> tuple[ir.TestIR, ...]:

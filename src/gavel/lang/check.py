@@ -61,6 +61,7 @@ class _Package:
     rules: dict[str, ast.RuleDecl] = field(default_factory=dict)
     risks: list[ast.RiskDecl] = field(default_factory=list)
     tests: list[ast.TestDecl] = field(default_factory=list)
+    duplicates: list[ast.RuleDecl] = field(default_factory=list)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Checker:
                 elif isinstance(item, ast.RuleDecl):
                     if item.name in pkg.rules:
                         self._dup("rule", item.name, item.span, pkg.rules[item.name].span)
+                        pkg.duplicates.append(item)
                     else:
                         pkg.rules[item.name] = item
                 elif isinstance(item, ast.RiskDecl):
@@ -150,6 +152,8 @@ class Checker:
         lets = tuple((n, self._let(pkg, n)) for n in sorted(pkg.lets))
         risks = tuple(self._risk(pkg, i, r) for i, r in enumerate(pkg.risks))
         rules = tuple(self._rule(pkg, r) for r in pkg.rules.values())
+        for duplicate in pkg.duplicates:  # reported already; check its body so its errors show too
+            self._rule(pkg, duplicate)
         default = self._default(pkg, pkg.defaults[0]) if pkg.defaults else None
         return ir.PackageIR(
             name=pkg.name,
@@ -469,6 +473,8 @@ class Checker:
             return None
         if e.func == "matches":
             pattern = args[1]
+            if isinstance(pattern, ir.LetRef):  # a `let` that is a constant string is a constant
+                pattern = self.let_ir.get((pattern.package, pattern.name)) or pattern
             if not isinstance(pattern, ir.Const):
                 self.sink.error("E108", "the pattern of `matches` must be a constant string", e.args[1].span)
                 return None

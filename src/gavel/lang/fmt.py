@@ -19,7 +19,8 @@ Layout:
   parentheses if it starts with `{`, which would otherwise open a block); with several, a
   `{ }` block with one condition per line. Route entries: always one per line.
 - A test prints `input`, `now`, `facts`, `expect` in that order, one per line. The objects of
-  `input`, `facts` and `with` (and objects nested in them) print inline as `{ a: 1, b: "x" }`
+  `input`, `facts`, `with` and a `let` whose value is an object (and objects nested in them)
+  print inline as `{ a: 1, b: "x" }`
   when their line fits in 80 columns and no comment lies inside them, otherwise one entry per
   line without commas. Every other object, set and list prints inline: `{"a", "b"}`, `[1, 2]`.
 - Strings are re-escaped: `\\\\ \\" \\n \\t`; other control, format (bidi), surrogate and line
@@ -506,7 +507,10 @@ class _Printer:
         if isinstance(node, ast.PackageDecl):
             return [_Line(0, f"package {node.name}")], inner
         if isinstance(node, ast.LetDecl):
-            return _expr_lines(0, f"let {_name(node.name, 'let')} = ", node.value), inner
+            prefix = f"let {_name(node.name, 'let')} = "
+            if isinstance(node.value, ast.ObjectLit) and node.value.entries:  # a table: one entry per line
+                return self._object(prefix, node.value, inner, 0)
+            return _expr_lines(0, prefix, node.value), inner
         if isinstance(node, ast.ScopeDecl):
             toks = self._toks(node.span)
             return self._conditions("scope", node.conditions, inner, 0, _tok_braces(toks))
@@ -588,7 +592,7 @@ class _Printer:
 
     def _clause_object(self, keyword: str, obj: ast.ObjectLit, indent: int):
         if not obj.entries:
-            raise ValueError(f"`{keyword}` needs a non-empty object")
+            return lambda inner: ([_Line(indent, f"{keyword} {{}}")], inner)
         return lambda inner: self._object(f"{keyword} ", obj, inner, indent)
 
     # ---- items

@@ -96,6 +96,8 @@ def equal(a: Any, b: Any) -> bool:
         return type(a) is type(b) and a == b
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, frozenset) and isinstance(b, frozenset):
+        return len(a) == len(b) and all(member(x, b) for x in a)
     return a == b
 
 
