@@ -39,9 +39,11 @@ class Runtime:
 
     def start_background(self) -> None:
         """Start the scheduled upkeep (token expiry sweep) on the running event loop."""
-        from gavel.app.maintenance import sweep_forever
+        from gavel.app.maintenance import checkpoint_forever, sweep_forever
 
         self._background.append(asyncio.create_task(sweep_forever(self.store, self.app.deps.clock)))
+        self._background.append(asyncio.create_task(checkpoint_forever(
+            self.app, self.settings.checkpoint_every_seconds, self.settings.checkpoint_every_events)))
 
     async def close(self) -> None:
         for task in self._background:

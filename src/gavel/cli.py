@@ -196,9 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", metavar="ISO", help="decision time (default: now)")
     p.set_defaults(run=cmd_eval)
 
-    from gavel import cli_service
+    from gavel import cli_service, cli_verify
 
     cli_service.register(sub)
+    cli_verify.register(sub)
     return parser
 
 

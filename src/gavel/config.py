@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    checkpoint_every_seconds: float = Field(10.0, gt=0)
+    checkpoint_every_events: int = Field(1000, ge=1)
 
     @field_validator("grpc_addr", "http_addr")
     @classmethod

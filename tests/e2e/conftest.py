@@ -141,3 +141,10 @@ async def harness(tmp_path: Path, rules_dir: Path, settings_overrides: dict):
         await h.channel.close()
         await server.stop(0)
         drop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "payments.rules").write_text(RULES)
+    return tmp_path

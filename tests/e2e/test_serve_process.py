@@ -16,7 +16,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gavel.v1 import agent_pb2, agent_pb2_grpc, common_pb2, decision_pb2, decision_pb2_grpc
-from tests.e2e.conftest import RULES
 
 GAVEL = [sys.executable, "-m", "gavel.cli"]
 
@@ -31,13 +30,6 @@ def env_for(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAVEL_")}
     env.update(GAVEL_DATA_DIR=str(tmp_path / "data"), GAVEL_RULES=str(tmp_path / "rules"))
     return env
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "payments.rules").write_text(RULES)
-    return tmp_path
 
 
 def wait_serving(addr: str, proc: subprocess.Popen, seconds: float = 20) -> None:

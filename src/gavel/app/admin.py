@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
+from gavel.app import ledger
 from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, MissingField, NotFound
 from gavel.app.idempotency import once
 from gavel.app.keys import mint_key
@@ -71,6 +72,9 @@ def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, enviro
         record = ApiKeyRecord(new.key_id, tenant, environment, tuple(sorted(set(roles))), principal or new.key_id,
                               description, new.secret_hash, now)
         uow.keys.add(record)
+        ledger.record(uow, tenant, environment, type="key.created", subject=record.key_id, at=now,
+                      random_bytes=random_bytes, data={"key": key_dict(record),
+                                                       "by": caller.principal if caller else "gavel-cli"})
         return {"api_key": key_dict(record), "secret": new.text}
 
     fields = {"tenant": tenant, "environment": environment, "roles": sorted(set(roles)), "principal": principal,
@@ -102,15 +106,18 @@ def list_keys(uow: UnitOfWork, caller: Principal, tenant: str, environment: str,
     return {"api_keys": [key_dict(k) for k in rows], "next_page_token": rows[-1].key_id if more and rows else ""}
 
 
-def revoke_key(uow: UnitOfWork, caller: Principal, key_id: str, now: datetime) -> dict:
+def revoke_key(uow: UnitOfWork, caller: Principal, key_id: str, now: datetime,
+               random_bytes: Callable[[int], bytes]) -> dict:
     record = uow.keys.get(key_id)
     visible = record is not None and (caller.is_platform_admin or (
         record.tenant_id == caller.tenant_id and record.environment == caller.environment))
     if not visible:
         raise NotFound(f"no API key `{key_id}`")
-    if record.revoked_at is None:
-        uow.keys.revoke(key_id, now)
+    if record.revoked_at is None and uow.keys.revoke(key_id, now):
         record = uow.keys.get(key_id)
+        if record.tenant_id is not None:
+            ledger.record(uow, record.tenant_id, record.environment, type="key.revoked", subject=key_id, at=now,
+                          random_bytes=random_bytes, data={"key": key_dict(record), "by": caller.principal})
     return key_dict(record)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
+from gavel.app import ledger
 from gavel.app.errors import FieldViolation, InvalidRequest, MissingField, NotFound
 from gavel.app.idempotency import once
 from gavel.app.model import AGENT_STATUSES, MODES, AgentRecord
@@ -91,6 +93,11 @@ def agent_dict(a: AgentRecord, spend_today: Decimal | None = None, spend_month: 
     }
 
 
+def _governance(doc: dict) -> dict:
+    """What the ledger keeps of an agent: everything but the live spend figures."""
+    return {k: v for k, v in doc.items() if k not in ("spend_today", "spend_month")}
+
+
 def _with_spend(uow: UnitOfWork, a: AgentRecord, now: datetime) -> dict:
     from gavel.app.budgets import periods
 
@@ -100,7 +107,7 @@ def _with_spend(uow: UnitOfWork, a: AgentRecord, now: datetime) -> dict:
 
 
 def register(uow: UnitOfWork, p: Principal, agent_id: str, fields: AgentFields, idempotency_key: str,
-             now: datetime) -> dict:
+             now: datetime, random_bytes: Callable[[int], bytes]) -> dict:
     if not agent_id:
         raise MissingField("agent_id: required", (FieldViolation("agent_id", "required"),))
     if not IDENTIFIER.fullmatch(agent_id):
@@ -115,7 +122,10 @@ def register(uow: UnitOfWork, p: Principal, agent_id: str, fields: AgentFields, 
         except Conflict:
             raise InvalidRequest(f"agent `{agent_id}` is already registered; use UpdateAgent",
                                  (FieldViolation("agent_id", "already registered"),)) from None
-        return _with_spend(uow, agent, now)
+        doc = _with_spend(uow, agent, now)
+        ledger.record(uow, p.tenant_id, p.environment, type="agent.registered", subject=agent_id, at=now,
+                      random_bytes=random_bytes, data={"agent": _governance(doc), "by": p.principal})
+        return doc
 
     fields_doc = {"agent_id": agent_id, **{k: getattr(fields, k) for k in UPDATABLE}}
     return once(uow, tenant_id=p.tenant_id, environment=p.environment, operation="AgentService.RegisterAgent",
@@ -142,7 +152,7 @@ def list_agents(uow: UnitOfWork, p: Principal, status: str | None, page_size: in
 
 
 def update(uow: UnitOfWork, p: Principal, agent_id: str, fields: AgentFields, mask: tuple[str, ...],
-           idempotency_key: str, now: datetime) -> dict:
+           idempotency_key: str, now: datetime, random_bytes: Callable[[int], bytes]) -> dict:
     unknown = [m for m in mask if m not in UPDATABLE]
     if unknown:
         raise InvalidRequest(f"update_mask names unknown fields: {', '.join(unknown)}",
@@ -162,7 +172,11 @@ def update(uow: UnitOfWork, p: Principal, agent_id: str, fields: AgentFields, ma
             raise InvalidRequest("status cannot be cleared", (FieldViolation("status", "required when masked"),))
         updated = replace(_apply(agent, fields_full, chosen), updated_at=now)
         uow.agents.update(updated)
-        return _with_spend(uow, updated, now)
+        doc = _with_spend(uow, updated, now)
+        kind = "agent.status_changed" if updated.status != agent.status else "agent.updated"
+        ledger.record(uow, p.tenant_id, p.environment, type=kind, subject=agent_id, at=now, random_bytes=random_bytes,
+                      data={"agent": _governance(doc), "previous_status": agent.status, "by": p.principal})
+        return doc
 
     fields_doc = {"agent_id": agent_id, "mask": list(mask), **{k: getattr(fields, k) for k in UPDATABLE}}
     return once(uow, tenant_id=p.tenant_id, environment=p.environment, operation="AgentService.UpdateAgent",

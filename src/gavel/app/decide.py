@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from gavel.app import budgets, tokens
+from gavel.app import budgets, ledger, tokens
 from gavel.app.errors import AgentLocked, AgentPaused, NotFound
 from gavel.app.idempotency import once
 from gavel.app.ids import new_id
@@ -154,12 +154,27 @@ class DecideUseCase:
         result = _result(decision_id, d, outcome=outcome, reason_code=reason_code, message=message, state=state,
                          mode=mode, enforced=enforced, warnings=warnings, token=token_text, agent_id=inp.agent_id,
                          version=version, now=now, correlation_id=inp.correlation_id, approval=approval)
+        event_id = new_id("evt", now, self.deps.random_bytes)
+        result["evidence_event_id"] = event_id
+        stored_request = _jsonable_request(request, inp)
         uow.decisions.add(DecisionRecord(
             decision_id=decision_id, tenant_id=p.tenant_id, environment=p.environment, agent_id=inp.agent_id,
             created_at=now, outcome=outcome, state=state, mode=mode, enforced=enforced, reason_code=reason_code,
-            bundle_hash=d.bundle_hash, request=_jsonable_request(request, inp), facts=facts, result=result,
+            bundle_hash=d.bundle_hash, request=stored_request, facts=facts, result=result,
             token_jti=token_jti, amount=amount, currency=inp.action.get("currency") or None,
             correlation_id=inp.correlation_id))
+        ledger.record(uow, p.tenant_id, p.environment, type="decision.recorded", subject=decision_id,
+                      decision_id=decision_id, at=now, random_bytes=self.deps.random_bytes, event_id=event_id, data={
+                          "agent_id": inp.agent_id, "outcome": outcome, "state": state, "mode": mode,
+                          "enforced": enforced, "reason_code": reason_code, "rule": d.rule or "",
+                          "matched_rules": list(d.matched_rules), "bundle_hash": d.bundle_hash,
+                          "bundle_version": version, "risk": {"score": d.risk_score, "tier": d.risk_tier},
+                          "request": stored_request, "facts": facts, "input_hash": inp.input_hash,
+                          "token": None if token_jti is None else {
+                              "jti": token_jti, "args_hash": token_record.args_hash,
+                              "expires_at": token_record.expires_at.isoformat()},
+                          "summary": result["explain"]["summary"], "correlation_id": inp.correlation_id,
+                      })
         return result
 
     async def get(self, principal: Principal, decision_id: str) -> dict[str, Any]:
@@ -172,11 +187,7 @@ class DecideUseCase:
 
 def _jsonable_request(request: dict, inp: DecideInput) -> dict:
     """The stored request: what the engine saw plus the caller's evidence hash."""
-    import json
-
-    from gavel.ledger.canonical import canonical_json as cj
-
-    stored = json.loads(cj(request))
+    stored = ledger.json_value(canonical_json(request))
     if inp.input_hash:
         stored["input_hash"] = inp.input_hash
     return stored

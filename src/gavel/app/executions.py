@@ -8,11 +8,12 @@ the decision authorised; otherwise MISMATCHED with `variance = executed − auth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from gavel.app import budgets, tokens
+from gavel.app import budgets, ledger, tokens
 from gavel.app.errors import (
     AlreadyReported,
     FieldViolation,
@@ -89,7 +90,8 @@ def _report_dict(e: ExecutionRecord) -> dict:
     }
 
 
-def report(uow: UnitOfWork, p: Principal, inp: ExecutionInput, claims: dict, now: datetime) -> dict:
+def report(uow: UnitOfWork, p: Principal, inp: ExecutionInput, claims: dict, now: datetime,
+           random_bytes: Callable[[int], bytes]) -> dict:
     def run() -> dict:
         decision = uow.decisions.get(p.tenant_id, p.environment, inp.decision_id)
         if decision is None:
@@ -116,7 +118,11 @@ def report(uow: UnitOfWork, p: Principal, inp: ExecutionInput, claims: dict, now
         uow.decisions.set_state(p.tenant_id, p.environment, decision.decision_id, new_state,
                                 {**decision.result, "state": new_state})
         budgets.settle(uow, decision.decision_id, executed if inp.status == "succeeded" else None)
-        return _report_dict(record)
+        report_doc = _report_dict(record)
+        ledger.record(uow, p.tenant_id, p.environment, type="execution.reported", subject=decision.decision_id,
+                      decision_id=decision.decision_id, at=now, random_bytes=random_bytes,
+                      data={**report_doc, "reported_by": p.principal})
+        return report_doc
 
     def replay(response: dict) -> dict:
         return response

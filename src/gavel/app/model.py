@@ -139,3 +139,34 @@ class IdempotencyRecord:
     request_hash: str  # "sha256:<hex>" of the canonical request without the key
     response: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One link of a tenant + environment's hash chain (and one leaf of its Merkle tree)."""
+
+    tenant_id: str
+    environment: str
+    sequence: int  # from 1
+    event_id: str
+    type: str
+    subject: str  # what the event is about (a decision id, an agent id, a key id, …)
+    payload_json: str  # the exact canonical JSON that was hashed
+    prev_hash: bytes
+    hash: bytes  # SHA-256(prev_hash ‖ payload bytes)
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """A signed tree head over the first `tree_size` events of one chain."""
+
+    tenant_id: str
+    environment: str
+    tree_size: int
+    root_hash: bytes
+    created_at: datetime
+    key_id: str
+    signature: bytes
+    note: str  # C2SP signed note around a tlog-checkpoint body
+    origin: str

@@ -16,9 +16,11 @@ from typing import Protocol, TypeVar
 from gavel.app.model import (
     AgentRecord,
     ApiKeyRecord,
+    CheckpointRecord,
     DecisionRecord,
     ExecutionRecord,
     IdempotencyRecord,
+    LedgerEvent,
     Reservation,
     Tenant,
     TokenRecord,
@@ -63,6 +65,8 @@ class DecisionRepo(Protocol):
     def get(self, tenant_id: str, environment: str, decision_id: str) -> DecisionRecord | None: ...
     def set_state(self, tenant_id: str, environment: str, decision_id: str, state: str,
                   result: dict) -> None: ...
+    def between(self, tenant_id: str, environment: str, start: datetime | None, end: datetime | None,
+                after: tuple[datetime, str] | None, limit: int) -> list[DecisionRecord]: ...
 
 
 class TokenRepo(Protocol):
@@ -92,6 +96,21 @@ class IdempotencyRepo(Protocol):
     def put(self, record: IdempotencyRecord) -> None: ...  # raises Conflict if the key exists
 
 
+class LedgerRepo(Protocol):
+    def head(self, tenant_id: str, environment: str, lock: bool = True) -> tuple[int, bytes] | None: ...
+    def append(self, event: LedgerEvent) -> None: ...
+    def events(self, tenant_id: str, environment: str, from_sequence: int, limit: int) -> list[LedgerEvent]: ...
+    def hashes(self, tenant_id: str, environment: str, from_sequence: int, to_sequence: int) -> list[bytes]: ...
+    def for_subject(self, tenant_id: str, environment: str, subject: str) -> list[LedgerEvent]: ...
+    def chains(self) -> list[tuple[str, str, int]]: ...  # (tenant, environment, last sequence)
+
+
+class CheckpointRepo(Protocol):
+    def add(self, checkpoint: CheckpointRecord) -> bool: ...  # False if that size exists already
+    def latest(self, tenant_id: str, environment: str) -> CheckpointRecord | None: ...
+    def all(self, tenant_id: str, environment: str) -> list[CheckpointRecord]: ...
+
+
 class UnitOfWork(Protocol):
     tenants: TenantRepo
     keys: ApiKeyRepo
@@ -101,6 +120,8 @@ class UnitOfWork(Protocol):
     spend: SpendRepo
     executions: ExecutionRepo
     idempotency: IdempotencyRepo
+    ledger: LedgerRepo
+    checkpoints: CheckpointRepo
 
 
 class Store(Protocol):

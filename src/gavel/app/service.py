@@ -9,17 +9,22 @@ from __future__ import annotations
 from gavel.app import admin, agents, executions, tokens
 from gavel.app.decide import DecideUseCase, Deps
 from gavel.app.errors import Forbidden, TokenInvalid
+from gavel.app.events import EventSignal
+from gavel.app.evidence import MerkleCache
+from gavel.app.evidence_service import EvidenceMixin
 from gavel.app.executions import ExecutionInput
 from gavel.app.keys import KeyCache, check_record, hash_key, parse_key
 from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput
 
 
-class Application:
+class Application(EvidenceMixin):
     def __init__(self, deps: Deps):
         self.deps = deps
         self.decisions = DecideUseCase(deps)
         self.key_cache = KeyCache()
+        self.events = EventSignal()
+        self.merkle = MerkleCache()
 
     # ---- authentication
 
@@ -37,7 +42,15 @@ class Application:
     # ---- decisions and tokens
 
     async def decide(self, p: Principal, inp: DecideInput) -> dict:
-        return await self.decisions.decide(p, inp)
+        result = await self.decisions.decide(p, inp)
+        self.events.notify()
+        return result
+
+    async def _write(self, p: Principal, unit):
+        """A write unit that may append ledger events: wake the event streams after it."""
+        result = await self.deps.store.write(unit)
+        self.events.notify()
+        return result
 
     async def get_decision(self, p: Principal, decision_id: str) -> dict:
         return await self.decisions.get(p, decision_id)
@@ -45,7 +58,7 @@ class Application:
     async def consume_token(self, p: Principal, token: str, args_hash: str) -> dict:
         now = self.deps.clock()
         claims = tokens.verify(self.deps.signing.keyset(), self.deps.token_settings, p, token, now)
-        return await self.deps.store.write(lambda uow: tokens.consume(uow, p, claims, args_hash, now))
+        return await self._write(p, lambda uow: tokens.consume(uow, p, claims, args_hash, now, self.deps.random_bytes))
 
     async def revoke_token(self, p: Principal, *, token: str = "", jti: str = "") -> dict:
         now = self.deps.clock()
@@ -60,14 +73,14 @@ class Application:
             if claims.get("tenant") != p.tenant_id or claims.get("env") != p.environment:
                 raise TokenInvalid("decision token refused: issued to another tenant or environment")
             jti = str(claims.get("jti", ""))
-        return await self.deps.store.write(lambda uow: tokens.revoke(uow, p, jti, now))
+        return await self._write(p, lambda uow: tokens.revoke(uow, p, jti, now, self.deps.random_bytes))
 
     async def report_execution(self, p: Principal, inp: ExecutionInput) -> dict:
         executions.validate(inp)
         now = self.deps.clock()
         claims = executions.verify_token_for_report(self.deps.signing.keyset(), self.deps.token_settings, p,
                                                     inp.decision_token, now)
-        return await self.deps.store.write(lambda uow: executions.report(uow, p, inp, claims, now))
+        return await self._write(p, lambda uow: executions.report(uow, p, inp, claims, now, self.deps.random_bytes))
 
     def jwks(self) -> dict:
         return self.deps.signing.keyset().jwks(self.deps.clock())
@@ -76,7 +89,8 @@ class Application:
 
     async def register_agent(self, p: Principal, agent_id: str, fields: agents.AgentFields, key: str) -> dict:
         now = self.deps.clock()
-        return await self.deps.store.write(lambda uow: agents.register(uow, p, agent_id, fields, key, now))
+        return await self._write(p, lambda uow: agents.register(uow, p, agent_id, fields, key, now,
+                                                                self.deps.random_bytes))
 
     async def get_agent(self, p: Principal, agent_id: str) -> dict:
         now = self.deps.clock()
@@ -89,7 +103,8 @@ class Application:
     async def update_agent(self, p: Principal, agent_id: str, fields: agents.AgentFields, mask: tuple[str, ...],
                            key: str) -> dict:
         now = self.deps.clock()
-        return await self.deps.store.write(lambda uow: agents.update(uow, p, agent_id, fields, mask, key, now))
+        return await self._write(p, lambda uow: agents.update(uow, p, agent_id, fields, mask, key, now,
+                                                              self.deps.random_bytes))
 
     # ---- administration
 
@@ -107,7 +122,7 @@ class Application:
         if not p.is_platform_admin and not p.is_admin:
             raise Forbidden("only an admin key may create keys")
         now = self.deps.clock()
-        return await self.deps.store.write(lambda uow: admin.create_key(
+        return await self._write(p, lambda uow: admin.create_key(
             uow, p, tenant=tenant, environment=environment, roles=roles, principal=principal,
             description=description, now=now, random_bytes=self.deps.random_bytes, idempotency_key=idempotency_key))
 
@@ -118,6 +133,7 @@ class Application:
 
     async def revoke_api_key(self, p: Principal, key_id: str) -> dict:
         now = self.deps.clock()
-        result = await self.deps.store.write(lambda uow: admin.revoke_key(uow, p, key_id, now))
+        result = await self.deps.store.write(lambda uow: admin.revoke_key(uow, p, key_id, now, self.deps.random_bytes))
+        self.events.notify()
         self.key_cache.evict(key_id)
         return result

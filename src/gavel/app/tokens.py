@@ -6,11 +6,13 @@ signature and `kid` → expiry, audience, tenant, environment → revocation →
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from gavel.app import ledger
 from gavel.app.errors import InvalidTransition, NotFound, TokenInvalid, TokenReused, TokenRevoked
 from gavel.app.model import TokenRecord
 from gavel.app.ports import UnitOfWork
@@ -68,7 +70,8 @@ def verify(keys: KeySet, settings: TokenSettings, principal: Principal, token: s
     return claims
 
 
-def consume(uow: UnitOfWork, principal: Principal, claims: dict, presented_args_hash: str, now: datetime) -> dict:
+def consume(uow: UnitOfWork, principal: Principal, claims: dict, presented_args_hash: str, now: datetime,
+            random_bytes: Callable[[int], bytes]) -> dict:
     """Revocation → bound args → burn, inside one write unit."""
     record = uow.tokens.get(claims["jti"])
     if record is None or record.tenant_id != principal.tenant_id or record.environment != principal.environment:
@@ -82,6 +85,10 @@ def consume(uow: UnitOfWork, principal: Principal, claims: dict, presented_args_
         if latest is not None and latest.state == "revoked":
             raise TokenRevoked("decision token was revoked")
         raise TokenReused("decision token was already used")
+    ledger.record(uow, record.tenant_id, record.environment, type="token.consumed", subject=record.decision_id,
+                  decision_id=record.decision_id, at=now, random_bytes=random_bytes,
+                  data={"jti": record.jti, "agent_id": record.agent_id, "args_hash": record.args_hash,
+                        "consumed_by": principal.principal})
     return {
         "valid": True, "jti": record.jti, "decision_id": record.decision_id, "agent_id": record.agent_id,
         "action_type": claims.get("action_type", ""), "amount": claims.get("amount", ""),
@@ -89,12 +96,15 @@ def consume(uow: UnitOfWork, principal: Principal, claims: dict, presented_args_
     }
 
 
-def revoke(uow: UnitOfWork, principal: Principal, jti: str, now: datetime) -> dict:
+def revoke(uow: UnitOfWork, principal: Principal, jti: str, now: datetime,
+           random_bytes: Callable[[int], bytes]) -> dict:
     record = uow.tokens.get(jti)
     if record is None or record.tenant_id != principal.tenant_id or record.environment != principal.environment:
         raise NotFound(f"no token `{jti}`")
     if record.state == "consumed":
         raise InvalidTransition("the token was already used; it can no longer be revoked")
-    if record.state == "issued":
-        uow.tokens.revoke(jti, now)
+    if record.state == "issued" and uow.tokens.revoke(jti, now):
+        ledger.record(uow, record.tenant_id, record.environment, type="token.revoked", subject=record.decision_id,
+                      decision_id=record.decision_id, at=now, random_bytes=random_bytes,
+                      data={"jti": jti, "revoked_by": principal.principal})
     return {"revoked": True, "jti": jti}

@@ -22,19 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gavel/v1/evidence.proto\x12\x08gavel.v1\"\x16\n\x14GetPublicKeysRequest\"*\n\x15GetPublicKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t2c\n\x0f\x45videnceService\x12P\n\rGetPublicKeys\x12\x1e.gavel.v1.GetPublicKeysRequest\x1a\x1f.gavel.v1.GetPublicKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gavel/v1/evidence.proto\x12\x08gavel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14GetPublicKeysRequest\"*\n\x15GetPublicKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\"-\n\x16GetEvidencePackRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\",\n\x17GetEvidencePackResponse\x12\x11\n\tpack_json\x18\x01 \x01(\t\",\n\x13StreamEventsRequest\x12\x15\n\rfrom_sequence\x18\x01 \x01(\x03\"\xa6\x01\n\x0bLedgerEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x11\n\tprev_hash\x18\x04 \x01(\x0c\x12\x0c\n\x04hash\x18\x05 \x01(\x0c\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\"\x15\n\x13VerifyLedgerRequest\"`\n\x14VerifyLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x16\n\x14GetCheckpointRequest\"\xa2\x01\n\nCheckpoint\x12\x11\n\ttree_size\x18\x01 \x01(\x03\x12\x11\n\troot_hash\x18\x02 \x01(\x0c\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x0c\n\x04note\x18\x06 \x01(\t\x12\x0e\n\x06origin\x18\x07 \x01(\t\"?\n\x18GetInclusionProofRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"^\n\x0eInclusionProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x12\n\naudit_path\x18\x04 \x03(\x0c\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x03\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x03\"J\n\x10\x43onsistencyProof\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12\x12\n\nfirst_size\x18\x02 \x01(\x03\x12\x13\n\x0bsecond_size\x18\x03 \x01(\x03\"\xab\x01\n\x15\x45xportEvidenceRequest\x12&\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x16.gavel.v1.ExportFormat\x12\x0c\n\x04view\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*b\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XPORT_FORMAT_JSON_LINES\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x32\x91\x05\n\x0f\x45videnceService\x12P\n\rGetPublicKeys\x12\x1e.gavel.v1.GetPublicKeysRequest\x1a\x1f.gavel.v1.GetPublicKeysResponse\x12V\n\x0fGetEvidencePack\x12 .gavel.v1.GetEvidencePackRequest\x1a!.gavel.v1.GetEvidencePackResponse\x12\x46\n\x0cStreamEvents\x12\x1d.gavel.v1.StreamEventsRequest\x1a\x15.gavel.v1.LedgerEvent0\x01\x12M\n\x0cVerifyLedger\x12\x1d.gavel.v1.VerifyLedgerRequest\x1a\x1e.gavel.v1.VerifyLedgerResponse\x12\x45\n\rGetCheckpoint\x12\x1e.gavel.v1.GetCheckpointRequest\x1a\x14.gavel.v1.Checkpoint\x12Q\n\x11GetInclusionProof\x12\".gavel.v1.GetInclusionProofRequest\x1a\x18.gavel.v1.InclusionProof\x12W\n\x13GetConsistencyProof\x12$.gavel.v1.GetConsistencyProofRequest\x1a\x1a.gavel.v1.ConsistencyProof\x12J\n\x0e\x45xportEvidence\x12\x1f.gavel.v1.ExportEvidenceRequest\x1a\x15.gavel.v1.ExportChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gavel.v1.evidence_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETPUBLICKEYSREQUEST']._serialized_start=37
-  _globals['_GETPUBLICKEYSREQUEST']._serialized_end=59
-  _globals['_GETPUBLICKEYSRESPONSE']._serialized_start=61
-  _globals['_GETPUBLICKEYSRESPONSE']._serialized_end=103
-  _globals['_EVIDENCESERVICE']._serialized_start=105
-  _globals['_EVIDENCESERVICE']._serialized_end=204
+  _globals['_EXPORTFORMAT']._serialized_start=1267
+  _globals['_EXPORTFORMAT']._serialized_end=1365
+  _globals['_GETPUBLICKEYSREQUEST']._serialized_start=70
+  _globals['_GETPUBLICKEYSREQUEST']._serialized_end=92
+  _globals['_GETPUBLICKEYSRESPONSE']._serialized_start=94
+  _globals['_GETPUBLICKEYSRESPONSE']._serialized_end=136
+  _globals['_GETEVIDENCEPACKREQUEST']._serialized_start=138
+  _globals['_GETEVIDENCEPACKREQUEST']._serialized_end=183
+  _globals['_GETEVIDENCEPACKRESPONSE']._serialized_start=185
+  _globals['_GETEVIDENCEPACKRESPONSE']._serialized_end=229
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=231
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=275
+  _globals['_LEDGEREVENT']._serialized_start=278
+  _globals['_LEDGEREVENT']._serialized_end=444
+  _globals['_VERIFYLEDGERREQUEST']._serialized_start=446
+  _globals['_VERIFYLEDGERREQUEST']._serialized_end=467
+  _globals['_VERIFYLEDGERRESPONSE']._serialized_start=469
+  _globals['_VERIFYLEDGERRESPONSE']._serialized_end=565
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=567
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=589
+  _globals['_CHECKPOINT']._serialized_start=592
+  _globals['_CHECKPOINT']._serialized_end=754
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=756
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=819
+  _globals['_INCLUSIONPROOF']._serialized_start=821
+  _globals['_INCLUSIONPROOF']._serialized_end=915
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=917
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=986
+  _globals['_CONSISTENCYPROOF']._serialized_start=988
+  _globals['_CONSISTENCYPROOF']._serialized_end=1062
+  _globals['_EXPORTEVIDENCEREQUEST']._serialized_start=1065
+  _globals['_EXPORTEVIDENCEREQUEST']._serialized_end=1236
+  _globals['_EXPORTCHUNK']._serialized_start=1238
+  _globals['_EXPORTCHUNK']._serialized_end=1265
+  _globals['_EVIDENCESERVICE']._serialized_start=1368
+  _globals['_EVIDENCESERVICE']._serialized_end=2025
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,41 @@ class EvidenceServiceStub:
                 request_serializer=gavel_dot_v1_dot_evidence__pb2.GetPublicKeysRequest.SerializeToString,
                 response_deserializer=gavel_dot_v1_dot_evidence__pb2.GetPublicKeysResponse.FromString,
                 _registered_method=True)
+        self.GetEvidencePack = channel.unary_unary(
+                '/gavel.v1.EvidenceService/GetEvidencePack',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.GetEvidencePackRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.GetEvidencePackResponse.FromString,
+                _registered_method=True)
+        self.StreamEvents = channel.unary_stream(
+                '/gavel.v1.EvidenceService/StreamEvents',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.StreamEventsRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.LedgerEvent.FromString,
+                _registered_method=True)
+        self.VerifyLedger = channel.unary_unary(
+                '/gavel.v1.EvidenceService/VerifyLedger',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.VerifyLedgerRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.VerifyLedgerResponse.FromString,
+                _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/gavel.v1.EvidenceService/GetCheckpoint',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.Checkpoint.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/gavel.v1.EvidenceService/GetInclusionProof',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.InclusionProof.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/gavel.v1.EvidenceService/GetConsistencyProof',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.ConsistencyProof.FromString,
+                _registered_method=True)
+        self.ExportEvidence = channel.unary_stream(
+                '/gavel.v1.EvidenceService/ExportEvidence',
+                request_serializer=gavel_dot_v1_dot_evidence__pb2.ExportEvidenceRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_evidence__pb2.ExportChunk.FromString,
+                _registered_method=True)
 
 
 class EvidenceServiceServicer:
@@ -55,6 +90,64 @@ class EvidenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvidencePack(self, request, context):
+        """Returns the signed evidence pack of one decision: the request, the policy
+        snapshot, the decision's events with inclusion proofs against a signed
+        checkpoint, a compliance assessment, a SHA-256 fingerprint and an Ed25519
+        signature. `gavel verify` checks it offline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamEvents(self, request, context):
+        """Streams the caller's ledger from a sequence number (inclusive), then every
+        new event as it is committed — a SIEM tail. Ends only when the client
+        cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyLedger(self, request, context):
+        """Recomputes the hash chain and the Merkle tree of the caller's ledger and
+        reports the first bad sequence number. A damaged ledger is a finding, not
+        an error: it is reported with `ok = false` in an OK response.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCheckpoint(self, request, context):
+        """Returns a signed checkpoint covering every event committed before the
+        call (made on demand when the last scheduled one is older).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """Returns the RFC 6962 audit path of one event in a tree of a given size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """Returns the RFC 6962 consistency proof between two tree sizes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportEvidence(self, request, context):
+        """Exports decisions for auditors as a stream of chunks (JSON lines or CSV),
+        in one of the views described in docs/evidence.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvidenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +155,41 @@ def add_EvidenceServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKeys,
                     request_deserializer=gavel_dot_v1_dot_evidence__pb2.GetPublicKeysRequest.FromString,
                     response_serializer=gavel_dot_v1_dot_evidence__pb2.GetPublicKeysResponse.SerializeToString,
+            ),
+            'GetEvidencePack': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvidencePack,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.GetEvidencePackRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.GetEvidencePackResponse.SerializeToString,
+            ),
+            'StreamEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamEvents,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.StreamEventsRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.LedgerEvent.SerializeToString,
+            ),
+            'VerifyLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLedger,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.VerifyLedgerRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.VerifyLedgerResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.Checkpoint.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.InclusionProof.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'ExportEvidence': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportEvidence,
+                    request_deserializer=gavel_dot_v1_dot_evidence__pb2.ExportEvidenceRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_evidence__pb2.ExportChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +220,195 @@ class EvidenceService:
             '/gavel.v1.EvidenceService/GetPublicKeys',
             gavel_dot_v1_dot_evidence__pb2.GetPublicKeysRequest.SerializeToString,
             gavel_dot_v1_dot_evidence__pb2.GetPublicKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvidencePack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/GetEvidencePack',
+            gavel_dot_v1_dot_evidence__pb2.GetEvidencePackRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.GetEvidencePackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/StreamEvents',
+            gavel_dot_v1_dot_evidence__pb2.StreamEventsRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.LedgerEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/VerifyLedger',
+            gavel_dot_v1_dot_evidence__pb2.VerifyLedgerRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.VerifyLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/GetCheckpoint',
+            gavel_dot_v1_dot_evidence__pb2.GetCheckpointRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.Checkpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/GetInclusionProof',
+            gavel_dot_v1_dot_evidence__pb2.GetInclusionProofRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.InclusionProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/GetConsistencyProof',
+            gavel_dot_v1_dot_evidence__pb2.GetConsistencyProofRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gavel.v1.EvidenceService/ExportEvidence',
+            gavel_dot_v1_dot_evidence__pb2.ExportEvidenceRequest.SerializeToString,
+            gavel_dot_v1_dot_evidence__pb2.ExportChunk.FromString,
             options,
             channel_credentials,
             insecure,

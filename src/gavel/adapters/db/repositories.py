@@ -14,16 +14,18 @@ from datetime import datetime
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Table, and_, select, update
+from sqlalchemy import Connection, Row, Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gavel.adapters.db import tables
 from gavel.app.model import (
     AgentRecord,
     ApiKeyRecord,
+    CheckpointRecord,
     DecisionRecord,
     ExecutionRecord,
     IdempotencyRecord,
+    LedgerEvent,
     Reservation,
     Tenant,
     TokenRecord,
@@ -166,6 +168,11 @@ class SqlDecisionRepo:
         query = select(tables.decisions).where(_decision_key(tenant_id, environment, decision_id))
         return _record(DecisionRecord, self._connection.execute(query).first())
 
+    def between(self, tenant_id: str, environment: str, start: datetime | None, end: datetime | None,
+                after: tuple[datetime, str] | None, limit: int) -> list[DecisionRecord]:
+        """Decisions made in [start, end), oldest first, after the (created_at, id) cursor."""
+        return _decisions_between(self._connection, tenant_id, environment, start, end, after, limit)
+
     def set_state(self, tenant_id: str, environment: str, decision_id: str, state: str, result: dict) -> None:
         statement = (
             update(tables.decisions)
@@ -173,6 +180,20 @@ class SqlDecisionRepo:
             .values(state=state, result=result)
         )
         self._connection.execute(statement)
+
+
+def _decisions_between(connection: Connection, tenant_id: str, environment: str, start: datetime | None,
+                       end: datetime | None, after: tuple[datetime, str] | None, limit: int) -> list[DecisionRecord]:
+    c = tables.decisions.c
+    conditions = [c.tenant_id == tenant_id, c.environment == environment]
+    if start is not None:
+        conditions.append(c.created_at >= start)
+    if end is not None:
+        conditions.append(c.created_at < end)
+    if after is not None:
+        conditions.append(or_(c.created_at > after[0], and_(c.created_at == after[0], c.decision_id > after[1])))
+    query = select(tables.decisions).where(*conditions).order_by(c.created_at, c.decision_id).limit(limit)
+    return [DecisionRecord(**row._mapping) for row in connection.execute(query)]
 
 
 def _decision_key(tenant_id: str, environment: str, decision_id: str) -> Any:
@@ -297,3 +318,100 @@ class SqlIdempotencyRepo:
     def put(self, record: IdempotencyRecord) -> None:
         what = f"idempotency key `{record.key}` for {record.operation}"
         _insert_unique(self._connection, tables.idempotency_keys, _values(record), what)
+
+
+class SqlLedgerRepo:
+    """The hash chain. `head(..., lock=True)` row-locks the chain head (FOR UPDATE on
+    PostgreSQL; SQLite has one writer), so concurrent appends from any number of writers or
+    replicas serialise on it and the chain never forks."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def head(self, tenant_id: str, environment: str, lock: bool = True) -> tuple[int, bytes] | None:
+        c = tables.ledger_heads.c
+        query = select(c.last_sequence, c.last_hash).where(c.tenant_id == tenant_id, c.environment == environment)
+        if lock:
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def append(self, event: LedgerEvent) -> None:
+        _insert_unique(self._connection, tables.ledger_events, _values(event),
+                       f"event {event.sequence} of {event.tenant_id}/{event.environment}")
+        c = tables.ledger_heads.c
+        key = (c.tenant_id == event.tenant_id, c.environment == event.environment)
+        moved = self._connection.execute(
+            update(tables.ledger_heads).where(*key).values(last_sequence=event.sequence, last_hash=event.hash)
+            .execution_options(preserve_rowcount=True)).rowcount
+        if moved != 1:
+            _insert_unique(self._connection, tables.ledger_heads,
+                           {"tenant_id": event.tenant_id, "environment": event.environment,
+                            "last_sequence": event.sequence, "last_hash": event.hash},
+                           f"ledger head of {event.tenant_id}/{event.environment}")
+
+    def events(self, tenant_id: str, environment: str, from_sequence: int, limit: int) -> list[LedgerEvent]:
+        c = tables.ledger_events.c
+        query = (select(tables.ledger_events)
+                 .where(c.tenant_id == tenant_id, c.environment == environment, c.sequence >= from_sequence)
+                 .order_by(c.sequence).limit(limit))
+        return [_event(row) for row in self._connection.execute(query)]
+
+    def hashes(self, tenant_id: str, environment: str, from_sequence: int, to_sequence: int) -> list[bytes]:
+        """Event hashes of sequences from..to inclusive, in order (the Merkle leaves)."""
+        c = tables.ledger_events.c
+        query = (select(c.hash).where(c.tenant_id == tenant_id, c.environment == environment,
+                                      c.sequence >= from_sequence, c.sequence <= to_sequence)
+                 .order_by(c.sequence))
+        return [bytes(row[0]) for row in self._connection.execute(query)]
+
+    def for_subject(self, tenant_id: str, environment: str, subject: str) -> list[LedgerEvent]:
+        c = tables.ledger_events.c
+        query = (select(tables.ledger_events)
+                 .where(c.tenant_id == tenant_id, c.environment == environment, c.subject == subject)
+                 .order_by(c.sequence))
+        return [_event(row) for row in self._connection.execute(query)]
+
+    def chains(self) -> list[tuple[str, str, int]]:
+        c = tables.ledger_heads.c
+        rows = self._connection.execute(select(c.tenant_id, c.environment, c.last_sequence))
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+def _event(row: Row[Any]) -> LedgerEvent:
+    m = dict(row._mapping)
+    m["prev_hash"], m["hash"] = bytes(m["prev_hash"]), bytes(m["hash"])
+    return LedgerEvent(**m)
+
+
+class SqlCheckpointRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, checkpoint: CheckpointRecord) -> bool:
+        """Store a checkpoint; False if one of that size exists already (made by another writer)."""
+        try:
+            _insert_unique(self._connection, tables.ledger_checkpoints, _values(checkpoint), "checkpoint")
+        except Conflict:
+            return False
+        return True
+
+    def latest(self, tenant_id: str, environment: str) -> CheckpointRecord | None:
+        c = tables.ledger_checkpoints.c
+        query = (select(tables.ledger_checkpoints).where(c.tenant_id == tenant_id, c.environment == environment)
+                 .order_by(c.tree_size.desc()).limit(1))
+        return _checkpoint(self._connection.execute(query).first())
+
+    def all(self, tenant_id: str, environment: str) -> list[CheckpointRecord]:
+        c = tables.ledger_checkpoints.c
+        query = (select(tables.ledger_checkpoints).where(c.tenant_id == tenant_id, c.environment == environment)
+                 .order_by(c.tree_size))
+        return [_checkpoint(row) for row in self._connection.execute(query)]
+
+
+def _checkpoint(row: Row[Any] | None) -> CheckpointRecord | None:
+    if row is None:
+        return None
+    m = dict(row._mapping)
+    m["root_hash"], m["signature"] = bytes(m["root_hash"]), bytes(m["signature"])
+    return CheckpointRecord(**m)

@@ -9,7 +9,7 @@ Migrations (`migrations/versions`) must produce exactly this schema; a test comp
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Index, LargeBinary, MetaData, PrimaryKeyConstraint, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, LargeBinary, MetaData, PrimaryKeyConstraint, Table, Text
 
 from gavel.adapters.db.columns import CanonicalJson, ExactDecimal, StringTuple, UtcMicroseconds
 
@@ -164,4 +164,47 @@ idempotency_keys = Table(
     Column("response", CanonicalJson, nullable=False),
     Column("created_at", UtcMicroseconds, nullable=True),
     PrimaryKeyConstraint("tenant_id", "environment", "operation", "key"),
+)
+
+
+ledger_events = Table(
+    "ledger_events",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("type", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("payload_json", Text, nullable=False),  # verbatim: the exact text that was hashed
+    Column("prev_hash", LargeBinary, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "environment", "sequence"),
+    Index(None, "tenant_id", "environment", "subject"),  # an evidence pack's events
+)
+
+ledger_heads = Table(
+    "ledger_heads",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("last_hash", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "environment"),
+)
+
+ledger_checkpoints = Table(
+    "ledger_checkpoints",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "environment", "tree_size"),
 )

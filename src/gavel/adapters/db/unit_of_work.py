@@ -11,9 +11,11 @@ from sqlalchemy import Connection
 from gavel.adapters.db.repositories import (
     SqlAgentRepo,
     SqlApiKeyRepo,
+    SqlCheckpointRepo,
     SqlDecisionRepo,
     SqlExecutionRepo,
     SqlIdempotencyRepo,
+    SqlLedgerRepo,
     SqlSpendRepo,
     SqlTenantRepo,
     SqlTokenRepo,
@@ -26,6 +28,8 @@ class SqlUnitOfWork:
         self.keys = SqlApiKeyRepo(connection)
         self.agents = SqlAgentRepo(connection)
         self.decisions = SqlDecisionRepo(connection)
+        self.ledger = SqlLedgerRepo(connection)
+        self.checkpoints = SqlCheckpointRepo(connection)
         self.tokens = SqlTokenRepo(connection)
         self.spend = SqlSpendRepo(connection)
         self.executions = SqlExecutionRepo(connection)

@@ -12,7 +12,7 @@ from gavel.app.agents import AgentFields
 from gavel.app.errors import FieldViolation, InvalidRequest
 from gavel.app.executions import ExecutionInput
 from gavel.app.requests import ACTION_FIELDS, ACTOR_FIELDS, DecideInput
-from gavel.v1 import admin_pb2, agent_pb2, common_pb2, decision_pb2
+from gavel.v1 import admin_pb2, agent_pb2, common_pb2, decision_pb2, evidence_pb2
 
 MODE_NAMES = {common_pb2.MODE_MONITOR: "monitor", common_pb2.MODE_WARN: "warn",
               common_pb2.MODE_ENFORCE: "enforce", common_pb2.MODE_STRICT: "strict"}
@@ -53,7 +53,7 @@ def _timestamp(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     try:
         return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
-        raise _bad("executed_at", "not a valid timestamp") from None
+        raise _bad("timestamp", "not a valid timestamp") from None
 
 
 def _set_timestamp(target: timestamp_pb2.Timestamp, iso: str) -> None:
@@ -207,6 +207,34 @@ def api_key(k: dict) -> admin_pb2.ApiKey:
     _set_timestamp(out.created_at, k["created_at"])
     _set_timestamp(out.revoked_at, k["revoked_at"])
     return out
+
+
+def ledger_event(e) -> evidence_pb2.LedgerEvent:
+    out = evidence_pb2.LedgerEvent(sequence=e.sequence, type=e.type, payload_json=e.payload_json,
+                                   prev_hash=e.prev_hash, hash=e.hash, event_id=e.event_id)
+    out.created_at.FromDatetime(e.created_at)
+    return out
+
+
+def checkpoint(c) -> evidence_pb2.Checkpoint:
+    out = evidence_pb2.Checkpoint(tree_size=c.tree_size, root_hash=c.root_hash, key_id=c.key_id,
+                                  signature=c.signature, note=c.note, origin=c.origin)
+    out.timestamp.FromDatetime(c.created_at)
+    return out
+
+
+EXPORT_FORMATS = {evidence_pb2.EXPORT_FORMAT_UNSPECIFIED: "jsonl", evidence_pb2.EXPORT_FORMAT_JSON_LINES: "jsonl",
+                  evidence_pb2.EXPORT_FORMAT_CSV: "csv"}
+
+
+def export_format(value: int) -> str:
+    if value not in EXPORT_FORMATS:
+        raise _bad("format", f"unknown enum value {value}")
+    return EXPORT_FORMATS[value]
+
+
+def optional_time(message, field: str) -> datetime | None:
+    return _timestamp(getattr(message, field), message.HasField(field))
 
 
 def jwks_json(doc: dict) -> str:

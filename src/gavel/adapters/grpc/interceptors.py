@@ -120,12 +120,11 @@ class GavelInterceptor(grpc.aio.ServerInterceptor):
             trailers: list = []
             try:
                 principal, trailers = await admit(method, context)
-                token = current_principal.set(principal)
-                try:
-                    async for response in streaming(request, context):
-                        yield response
-                finally:
-                    current_principal.reset(token)
+                # Each RPC runs in its own task and context, so the variable needs no reset (and a
+                # cancelled stream is finalised in another context, where a reset would fail).
+                current_principal.set(principal)
+                async for response in streaming(request, context):
+                    yield response
                 if trailers:
                     context.set_trailing_metadata(tuple(trailers))
             except (GavelError, StoreUnavailable, Exception) as exc:

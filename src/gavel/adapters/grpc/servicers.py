@@ -23,6 +23,7 @@ from gavel.v1 import (
 )
 
 STREAM_WINDOW = 64  # decisions in flight per DecideStream
+EXPORT_CHUNK = 64 * 1024
 
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
@@ -101,6 +102,43 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
 
     async def GetPublicKeys(self, request, context):
         return evidence_pb2.GetPublicKeysResponse(jwks_json=convert.jwks_json(self.app.jwks()))
+
+    async def GetEvidencePack(self, request, context):
+        _required("decision_id", request.decision_id)
+        return evidence_pb2.GetEvidencePackResponse(
+            pack_json=await self.app.evidence_pack(current_principal.get(), request.decision_id))
+
+    async def StreamEvents(self, request, context):
+        if request.from_sequence < 0:
+            raise InvalidRequest("from_sequence must not be negative", (FieldViolation("from_sequence", "< 0"),))
+        async for event in self.app.stream_events(current_principal.get(), request.from_sequence):
+            yield convert.ledger_event(event)
+
+    async def VerifyLedger(self, request, context):
+        return evidence_pb2.VerifyLedgerResponse(**await self.app.verify_ledger(current_principal.get()))
+
+    async def GetCheckpoint(self, request, context):
+        return convert.checkpoint(await self.app.checkpoint(current_principal.get()))
+
+    async def GetInclusionProof(self, request, context):
+        if request.sequence < 1 or request.tree_size < 0:
+            raise InvalidRequest("sequence must be ≥ 1 and tree_size ≥ 0",
+                                 (FieldViolation("sequence", "must be ≥ 1"),))
+        proof = await self.app.inclusion_proof(current_principal.get(), request.sequence, request.tree_size)
+        return evidence_pb2.InclusionProof(**proof)
+
+    async def GetConsistencyProof(self, request, context):
+        proof = await self.app.consistency_proof(current_principal.get(), request.first_size, request.second_size)
+        return evidence_pb2.ConsistencyProof(**proof)
+
+    async def ExportEvidence(self, request, context):
+        fmt = convert.export_format(request.format)
+        start = convert.optional_time(request, "start_time")
+        end = convert.optional_time(request, "end_time")
+        async for piece in self.app.export(current_principal.get(), fmt, request.view or "generic", start, end):
+            data = piece.encode("utf-8")
+            for i in range(0, len(data), EXPORT_CHUNK):
+                yield evidence_pb2.ExportChunk(data=data[i:i + EXPORT_CHUNK])
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):

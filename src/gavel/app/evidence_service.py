@@ -1,0 +1,95 @@
+"""EvidenceService use cases: packs, checkpoints, proofs, ledger verification, event streams
+and exports. Mixed into `Application`, which provides `deps`, `merkle` and `events`."""
+
+from __future__ import annotations
+
+from gavel.app.errors import FieldViolation, InvalidRequest
+from gavel.app.principal import Principal
+
+
+class EvidenceMixin:
+    """EvidenceService use cases (mixed into Application)."""
+
+    async def evidence_pack(self, p: Principal, decision_id: str) -> str:
+        from gavel.app.packs import build_pack
+
+        now = self.deps.clock()
+        keys = self.deps.signing.keyset()
+        engine, _ = self.deps.policies.active(p.tenant_id, p.environment)
+        return await self.deps.store.write(lambda uow: build_pack(
+            uow, self.merkle, keys, self.deps.token_settings.issuer, p.tenant_id, p.environment, decision_id,
+            engine, now))
+
+    async def checkpoint(self, p: Principal):
+        from gavel.app.evidence import current_checkpoint
+
+        now = self.deps.clock()
+        keys = self.deps.signing.keyset()
+        return await self.deps.store.write(lambda uow: current_checkpoint(
+            uow, self.merkle, keys, self.deps.token_settings.issuer, p.tenant_id, p.environment, now))
+
+    async def inclusion_proof(self, p: Principal, sequence: int, tree_size: int) -> dict:
+        from gavel.app.evidence import inclusion_proof
+
+        return await self.deps.store.read(lambda uow: inclusion_proof(
+            uow, self.merkle, p.tenant_id, p.environment, sequence, tree_size))
+
+    async def consistency_proof(self, p: Principal, first: int, second: int) -> dict:
+        from gavel.app.evidence import consistency_proof
+
+        return await self.deps.store.read(lambda uow: consistency_proof(
+            uow, self.merkle, p.tenant_id, p.environment, first, second))
+
+    async def verify_ledger(self, p: Principal) -> dict:
+        from gavel.app.evidence import verify_ledger
+
+        now = self.deps.clock()
+        keys = self.deps.signing.keyset()
+        return await self.deps.store.read(lambda uow: verify_ledger(uow, keys, p.tenant_id, p.environment, now))
+
+    async def stream_events(self, p: Principal, from_sequence: int, idle_poll: float = 1.0):
+        """The ledger from `from_sequence`, then live; ends when the caller stops iterating."""
+        sequence = max(1, from_sequence)
+        while True:
+            batch = await self.deps.store.read(
+                lambda uow, s=sequence: uow.ledger.events(p.tenant_id, p.environment, s, 500))
+            for event in batch:
+                yield event
+            if batch:
+                sequence = batch[-1].sequence + 1
+            else:
+                await self.events.wait(idle_poll)
+
+    async def export(self, p: Principal, fmt: str, view: str, start, end):
+        """Text pieces of an export (see gavel.app.export), read page by page."""
+        from gavel.app.export import VIEWS, encode
+
+        if view not in VIEWS:
+            raise InvalidRequest(f"unknown view `{view}`; use one of {', '.join(VIEWS)}",
+                                 (FieldViolation("view", "generic, sox, eu_ai_act or rbi"),))
+        if start is not None and end is not None and end <= start:
+            raise InvalidRequest("end_time must be after start_time", (FieldViolation("end_time", "≤ start_time"),))
+        rows: list = []
+
+        async def pages():
+            after = None
+            while True:
+                def unit(uow, after=after):
+                    found = uow.decisions.between(p.tenant_id, p.environment, start, end, after, 500)
+                    return [(d, uow.executions.get(p.tenant_id, p.environment, d.decision_id)) for d in found]
+                page = await self.deps.store.read(unit)
+                if not page:
+                    return
+                yield page
+                after = (page[-1][0].created_at, page[-1][0].decision_id)
+
+        first = True
+        async for page in pages():
+            rows = [VIEWS[view](d, e) for d, e in page]
+            pieces = list(encode(rows, fmt, view))
+            if fmt == "csv" and not first:
+                pieces[0] = pieces[0].split("\r\n", 1)[1]  # the header only once
+            first = False
+            yield "".join(pieces)
+        if first:
+            yield "".join(encode([], fmt, view))
