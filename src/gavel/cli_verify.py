@@ -105,8 +105,10 @@ def _print_text(checks: list[Check], verified: bool, embedded: bool, keys_source
     if not verified:
         print(f"NOT VERIFIED: {len(failed)} of {len(checks)} checks failed ({', '.join(failed)}); {keys_source}")
     elif embedded:
-        print(f"VERIFIED, but only against {keys_source}, which were not independently obtained: "
-              f"all {len(checks)} checks hold")
+        print(
+            f"VERIFIED, but only against {keys_source}, which were not independently obtained: "
+            f"all {len(checks)} checks hold"
+        )
     else:
         print(f"VERIFIED: all {len(checks)} checks hold ({keys_source})")
 

@@ -60,9 +60,7 @@ def event_record(link: Link, event_type: str) -> dict:
     }
 
 
-def checkpoint_record(
-    origin: str, tree_size: int, root_hash: bytes, timestamp: str, key_id: str, note: str
-) -> dict:
+def checkpoint_record(origin: str, tree_size: int, root_hash: bytes, timestamp: str, key_id: str, note: str) -> dict:
     """Return the pack's `proof.checkpoint`: the tree head, the signing kid and the signed note."""
     return {
         "origin": origin,

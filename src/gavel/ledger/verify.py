@@ -13,7 +13,8 @@ The checks, each reported on its own (a failed check does not hide the others):
 - `decision`: every event's `type` is its payload's `type`, and every payload that names a
   `decision_id` names the pack's decision.
 - `decision.recorded`: at least one `decision.recorded` event records this decision; if its
-  payload carries an `outcome`, it is the pack's `decision.outcome`.
+  payload carries an `outcome` (at its top level or in its `data` object), it is the pack's
+  `decision.outcome`.
 - `checkpoint`: `proof.checkpoint.note` is a signed note with a valid signature under the key
   name `origin` by the JWKS key `proof.checkpoint.key_id`, and its body (a tlog-checkpoint)
   has the same origin, tree size and root hash as `proof.checkpoint`.
@@ -169,21 +170,18 @@ def _check_signature(pack: Mapping, jwks: Mapping) -> str:
     except ValueError:
         raise _Malformed("signature.sig is not base64url") from None
     if not key.verify(signed_bytes(pack), sig):
-        raise _Malformed(f"the Ed25519 signature does not verify with key {kid}: the pack was altered or not signed by it")
+        raise _Malformed(f"the Ed25519 signature does not verify with key {kid}: altered, or signed by another key")
     return f"{SIGNATURE_ALGORITHM} by key {kid}"
 
 
 def _check_events(pack: Mapping) -> str:
     events = _events(pack)
     problems: list[str] = []
-    for event in events:
-        if not _is_canonical(event.payload_json):
-            problems.append(f"event {event.sequence}: payload_json is not canonical JSON")
     for before, after in zip(events, events[1:]):
         if after.sequence <= before.sequence:
             problems.append(f"event {after.sequence} is listed after event {before.sequence}: out of order or twice")
     links_checked = 0
-    if not problems:
+    if not problems:  # runs of consecutive events only mean something in sequence order
         for run in _consecutive_runs(events):
             start_prev = ZERO_HASH if run[0].sequence == 1 else run[0].prev_hash
             links = [Link(e.sequence, e.payload_json, e.prev_hash, e.hash) for e in run]
@@ -191,11 +189,14 @@ def _check_events(pack: Mapping) -> str:
             if not verdict.ok:
                 problems.append(verdict.message)
             links_checked += len(run) - 1
+    for event in events:
+        if not _is_canonical(event.payload_json):
+            problems.append(f"event {event.sequence}: payload_json is not canonical JSON")
     if problems:
         raise _Malformed(_summarise(problems))
     return (
         f"{_count(len(events), 'event')} ({_sequences(events)}): each hash = SHA-256(prev_hash ‖ payload), "
-        f"payloads canonical, {_count(links_checked, 'link')} between consecutive events hold"
+        f"payloads canonical, {_count(links_checked, 'link')} between consecutive events checked"
     )
 
 
@@ -206,11 +207,13 @@ def _check_decision(pack: Mapping) -> str:
     for event in _events(pack):
         payload = _payload(event)
         if payload.get("type") != event.type:
-            problems.append(f"event {event.sequence}: type is `{event.type}` but its payload says `{payload.get('type')}`")
+            said = payload.get("type")
+            problems.append(f"event {event.sequence}: type is `{event.type}` but its payload says `{said}`")
         if "decision_id" in payload:
             naming += 1
-            if payload["decision_id"] != decision_id:
-                problems.append(f"event {event.sequence} is about decision `{payload['decision_id']}`, not `{decision_id}`")
+            named = payload["decision_id"]
+            if named != decision_id:
+                problems.append(f"event {event.sequence} is about decision `{named}`, not `{decision_id}`")
     if problems:
         raise _Malformed(_summarise(problems))
     return f"event types match their payloads; {_count(naming, 'event')} name decision {decision_id}, none another"
@@ -222,16 +225,27 @@ def _check_recorded(pack: Mapping) -> str:
     recorded = []
     for event in _events(pack):
         payload = _payload(event)
-        if event.type == DECISION_RECORDED and payload.get("type") == DECISION_RECORDED:
-            if payload.get("decision_id") == decision_id:
-                recorded.append((event, payload))
+        is_recorded = event.type == DECISION_RECORDED and payload.get("type") == DECISION_RECORDED
+        if is_recorded and payload.get("decision_id") == decision_id:
+            recorded.append((event, payload))
     if not recorded:
         raise _Malformed(f"no {DECISION_RECORDED} event for decision `{decision_id}` is in the pack")
     for event, payload in recorded:
-        if "outcome" in payload and payload["outcome"] != outcome:
-            raise _Malformed(f"event {event.sequence} records outcome `{payload['outcome']}` but the pack says `{outcome}`")
+        recorded_outcome = _recorded_outcome(payload, default=outcome)
+        if recorded_outcome != outcome:
+            raise _Malformed(
+                f"event {event.sequence} records outcome `{recorded_outcome}` but the pack says `{outcome}`"
+            )
     first = recorded[0][0]
     return f"event {first.sequence} records decision {decision_id} (outcome {outcome})"
+
+
+def _recorded_outcome(payload: dict, *, default: object) -> object:
+    # Gavel's service records the outcome under `data`; a flatter payload may carry it on top.
+    if "outcome" in payload:
+        return payload["outcome"]
+    data = payload.get("data")
+    return data.get("outcome", default) if isinstance(data, dict) else default
 
 
 def _check_checkpoint(pack: Mapping, jwks: Mapping) -> str:
@@ -270,7 +284,8 @@ def _check_inclusion(pack: Mapping, checkpoint_verified: bool) -> str:
             continue
         leaf_index, proof_size, audit_path = proof
         if leaf_index != event.sequence - 1:
-            problems.append(f"event {event.sequence}: leaf_index is {leaf_index}, not sequence − 1 = {event.sequence - 1}")
+            expected_index = event.sequence - 1
+            problems.append(f"event {event.sequence}: leaf_index is {leaf_index}, not sequence − 1 = {expected_index}")
         elif proof_size != tree_size:
             problems.append(f"event {event.sequence}: the proof is for tree size {proof_size}, not {tree_size}")
         elif audit_path is None:

@@ -1,0 +1,303 @@
+"""The Merkle tree against an independent reading of RFC 6962 §2.1, and the RFC 9162 verifiers."""
+
+import hashlib
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gavel.ledger.merkle import (
+    EMPTY_ROOT,
+    MerkleTree,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+# --- an oracle written straight from the RFC 6962 §2.1 definitions, sharing no code -----------
+
+
+def _h(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _k(n: int) -> int:
+    """The largest power of two smaller than n (n > 1)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def rfc_mth(d: list[bytes]) -> bytes:
+    n = len(d)
+    if n == 0:
+        return _h(b"")
+    if n == 1:
+        return _h(b"\x00" + d[0])
+    k = _k(n)
+    return _h(b"\x01" + rfc_mth(d[:k]) + rfc_mth(d[k:]))
+
+
+def rfc_path(m: int, d: list[bytes]) -> list[bytes]:
+    n = len(d)
+    if n == 1:
+        return []
+    k = _k(n)
+    if m < k:
+        return rfc_path(m, d[:k]) + [rfc_mth(d[k:])]
+    return rfc_path(m - k, d[k:]) + [rfc_mth(d[:k])]
+
+
+def rfc_proof(m: int, d: list[bytes]) -> list[bytes]:
+    return rfc_subproof(m, d, True)
+
+
+def rfc_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
+    n = len(d)
+    if m == n:
+        return [] if b else [rfc_mth(d)]
+    k = _k(n)
+    if m <= k:
+        return rfc_subproof(m, d[:k], b) + [rfc_mth(d[k:])]
+    return rfc_subproof(m - k, d[k:], False) + [rfc_mth(d[:k])]
+
+
+def leaves(n: int) -> list[bytes]:
+    return [hashlib.sha256(f"event {i}".encode()).digest() for i in range(n)]
+
+
+ORACLE_LEAVES = leaves(70)
+ORACLE_TREE = MerkleTree(ORACLE_LEAVES)
+
+# --- published RFC 6962 vectors (the Certificate Transparency reference tree) -------------------
+
+CT_LEAVES = [
+    bytes.fromhex(x)
+    for x in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+]
+CT_ROOTS = [
+    bytes.fromhex(x)
+    for x in [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ]
+]
+
+
+def test_empty_tree_root_is_sha256_of_the_empty_string():
+    assert EMPTY_ROOT.hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert MerkleTree().root() == EMPTY_ROOT
+    assert MerkleTree().size == 0
+    assert ORACLE_TREE.root(0) == EMPTY_ROOT
+
+
+def test_hash_prefixes():
+    assert leaf_hash(b"x") == _h(b"\x00x")
+    assert node_hash(b"a", b"b") == _h(b"\x01ab")
+
+
+def test_published_ct_roots_and_proofs():
+    tree = MerkleTree(CT_LEAVES)
+    assert [tree.root(n) for n in range(1, 9)] == CT_ROOTS
+    assert [p.hex() for p in tree.inclusion_proof(0, 8)] == [
+        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    ]
+    assert [p.hex() for p in tree.inclusion_proof(5, 8)] == [
+        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    ]
+    assert [p.hex() for p in tree.consistency_proof(2, 5)] == [
+        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+    ]
+    assert verify_consistency(2, 5, CT_ROOTS[1], CT_ROOTS[4], tree.consistency_proof(2, 5))
+
+
+def test_roots_match_the_oracle_for_every_size_up_to_70():
+    for size in range(71):
+        assert ORACLE_TREE.root(size) == rfc_mth(ORACLE_LEAVES[:size]), size
+
+
+def test_tree_grown_leaf_by_leaf_matches_the_oracle_at_each_step():
+    tree = MerkleTree()
+    for size, leaf in enumerate(ORACLE_LEAVES, start=1):
+        tree.append(leaf)
+        assert tree.size == size
+        assert tree.root() == rfc_mth(ORACLE_LEAVES[:size])
+
+
+def test_inclusion_proofs_match_the_oracle_and_verify_for_every_index_and_size_up_to_70():
+    for size in range(1, 71):
+        d = ORACLE_LEAVES[:size]
+        root = rfc_mth(d)
+        for index in range(size):
+            proof = ORACLE_TREE.inclusion_proof(index, size)
+            assert proof == rfc_path(index, d), (index, size)
+            assert verify_inclusion(d[index], index, size, proof, root)
+
+
+def test_consistency_proofs_match_the_oracle_and_verify_for_every_pair_up_to_70():
+    for second in range(1, 71):
+        second_root = rfc_mth(ORACLE_LEAVES[:second])
+        for first in range(1, second):
+            proof = ORACLE_TREE.consistency_proof(first, second)
+            assert proof == rfc_proof(first, ORACLE_LEAVES[:second]), (first, second)
+            assert verify_consistency(first, second, rfc_mth(ORACLE_LEAVES[:first]), second_root, proof)
+
+
+def test_consistency_edge_cases():
+    root5 = ORACLE_TREE.root(5)
+    assert ORACLE_TREE.consistency_proof(5, 5) == []
+    assert ORACLE_TREE.consistency_proof(0, 5) == []
+    assert verify_consistency(5, 5, root5, root5, [])
+    assert not verify_consistency(5, 5, root5, ORACLE_TREE.root(6), [])
+    assert not verify_consistency(5, 5, root5, root5, [root5])
+    assert verify_consistency(0, 5, EMPTY_ROOT, root5, [])
+    assert not verify_consistency(0, 5, root5, root5, [])
+    assert not verify_consistency(3, 5, ORACLE_TREE.root(3), root5, [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(st.binary(max_size=40), min_size=1, max_size=300),
+    picks=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6)),
+)
+def test_random_trees_agree_with_the_oracle(data, picks):
+    tree = MerkleTree(data)
+    size = picks[0] % len(data) + 1
+    index = picks[1] % size
+    first = picks[2] % size + 1
+    d = data[:size]
+    root = rfc_mth(d)
+    assert tree.root(size) == root
+    proof = tree.inclusion_proof(index, size)
+    assert proof == rfc_path(index, d)
+    assert verify_inclusion(d[index], index, size, proof, root)
+    consistency = tree.consistency_proof(first, size)
+    if first < size:
+        assert consistency == rfc_proof(first, d)
+    assert verify_consistency(first, size, rfc_mth(data[:first]), root, consistency)
+
+
+def flip(node: bytes) -> bytes:
+    return bytes([node[0] ^ 1]) + node[1:]
+
+
+def test_tampered_inclusion_proofs_fail():
+    size, index = 53, 37
+    root = ORACLE_TREE.root(size)
+    leaf = ORACLE_LEAVES[index]
+    proof = ORACLE_TREE.inclusion_proof(index, size)
+    assert verify_inclusion(leaf, index, size, proof, root)
+    for position in range(len(proof)):
+        tampered = list(proof)
+        tampered[position] = flip(tampered[position])
+        assert not verify_inclusion(leaf, index, size, tampered, root)
+    assert not verify_inclusion(flip(leaf), index, size, proof, root)
+    assert not verify_inclusion(leaf, index + 1, size, proof, root)
+    # RFC 9162 checks the path's shape, which sizes 49..64 share here; the root binds the size,
+    # which is why a checkpoint signs the two together. A size of another shape fails.
+    assert not verify_inclusion(leaf, index, 48, proof, root)
+    assert not verify_inclusion(leaf, index, 65, proof, root)
+    assert not verify_inclusion(leaf, index, size, proof, flip(root))
+    assert not verify_inclusion(leaf, index, size, proof[:-1], root)
+    assert not verify_inclusion(leaf, index, size, [*proof, proof[0]], root)
+    assert not verify_inclusion(leaf_hash(leaf), index, size, proof, root)  # the leaf input, not its hash
+
+
+def test_tampered_consistency_proofs_fail():
+    first, second = 21, 64 + 5
+    first_root, second_root = ORACLE_TREE.root(first), ORACLE_TREE.root(second)
+    proof = ORACLE_TREE.consistency_proof(first, second)
+    assert verify_consistency(first, second, first_root, second_root, proof)
+    for position in range(len(proof)):
+        tampered = list(proof)
+        tampered[position] = flip(tampered[position])
+        assert not verify_consistency(first, second, first_root, second_root, tampered)
+    assert not verify_consistency(first, second, flip(first_root), second_root, proof)
+    assert not verify_consistency(first, second, first_root, flip(second_root), proof)
+    assert not verify_consistency(first + 1, second, first_root, second_root, proof)
+    assert not verify_consistency(first, 64, first_root, second_root, proof)  # another shape
+    assert not verify_consistency(first, 129, first_root, second_root, proof)
+    assert not verify_consistency(first, second, first_root, second_root, proof[:-1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (b"x", 3, 3, [], bytes(32)),
+        (b"x", -1, 3, [], bytes(32)),
+        (b"x", True, 3, [], bytes(32)),
+        (b"x", 0, 1, [], b"short"),
+        (b"x", 0, 2, [b"short"], bytes(32)),
+        (b"x", 0, 2, b"\x00" * 32, bytes(32)),
+        ("x", 0, 1, [], bytes(32)),
+        (b"x", 0, 2, [bytes(32)] * 65, bytes(32)),
+    ],
+)
+def test_verify_inclusion_returns_false_for_invalid_arguments(args):
+    assert verify_inclusion(*args) is False
+
+
+def test_verify_consistency_returns_false_for_invalid_arguments():
+    root = bytes(32)
+    assert verify_consistency(5, 3, root, root, [root]) is False
+    assert verify_consistency(-1, 3, root, root, [root]) is False
+    assert verify_consistency(1, 3, b"short", root, [root]) is False
+    assert verify_consistency(1, 3, root, root, [b"short"]) is False
+    assert verify_consistency(1, 3, root, root, "not a proof") is False
+
+
+def test_tree_methods_refuse_invalid_arguments():
+    tree = MerkleTree(leaves(5))
+    for call in (
+        lambda: tree.root(6),
+        lambda: tree.root(-1),
+        lambda: tree.inclusion_proof(5, 5),
+        lambda: tree.inclusion_proof(0, 6),
+        lambda: tree.inclusion_proof(-1, 5),
+        lambda: tree.inclusion_proof(0, 0),
+        lambda: tree.consistency_proof(4, 3),
+        lambda: tree.consistency_proof(1, 6),
+        lambda: tree.consistency_proof(-1, 3),
+        lambda: tree.root(True),
+        lambda: tree.inclusion_proof(0, "5"),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    with pytest.raises(TypeError):
+        tree.append("not bytes")
+
+
+def test_a_large_tree_builds_and_proves_quickly():
+    n = 100_000
+    started = time.perf_counter()
+    tree = MerkleTree(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n))
+    built = time.perf_counter() - started
+    assert tree.size == n
+    started = time.perf_counter()
+    root = tree.root()
+    checks = 0
+    for index in range(0, n, 997):
+        leaf = hashlib.sha256(index.to_bytes(4, "big")).digest()
+        assert verify_inclusion(leaf, index, n, tree.inclusion_proof(index, n), root)
+        for earlier in (index + 1, n // 3):
+            proof = tree.consistency_proof(earlier, n)
+            assert verify_consistency(earlier, n, tree.root(earlier), root, proof)
+        checks += 1
+    proving = time.perf_counter() - started
+    # Generous bounds: building is O(n); each root and proof is O(log n), no rehashing of leaves.
+    assert built < 10, built
+    assert proving / checks < 0.01, proving / checks
