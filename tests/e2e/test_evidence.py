@@ -321,3 +321,15 @@ async def test_evidence_needs_the_right_role(harness) -> None:
                        "FORBIDDEN")
 
 
+
+
+@pytest.mark.parametrize("settings_overrides", [{"checkpoint_every_seconds": 0.3, "checkpoint_every_events": 1000}])
+async def test_checkpoints_are_made_on_a_schedule(harness) -> None:
+    await decide_some(harness, 3)
+    for _ in range(50):
+        latest = await harness.runtime.store.read(lambda uow: uow.checkpoints.latest("acme", "test"))
+        if latest is not None and latest.tree_size >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert latest is not None and latest.tree_size >= 3  # nobody asked: the scheduler made it
+    assert latest.note.startswith("gavel/ledger/acme/test\n")
