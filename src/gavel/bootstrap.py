@@ -39,9 +39,10 @@ class Runtime:
 
     def start_background(self) -> None:
         """Start the scheduled upkeep (token expiry sweep) on the running event loop."""
-        from gavel.app.maintenance import checkpoint_forever, sweep_forever
+        from gavel.app.maintenance import approvals_forever, checkpoint_forever, sweep_forever
 
         self._background.append(asyncio.create_task(sweep_forever(self.store, self.app.deps.clock)))
+        self._background.append(asyncio.create_task(approvals_forever(self.app)))
         self._background.append(asyncio.create_task(checkpoint_forever(
             self.app, self.settings.checkpoint_every_seconds, self.settings.checkpoint_every_events)))
 
@@ -75,6 +76,6 @@ def build(settings: Settings) -> Runtime:
         store=store, policies=policies, signing=signing,
         token_settings=TokenSettings(settings.token_issuer, settings.token_audience,
                                      timedelta(seconds=settings.token_ttl_seconds)),
-        clock=utc_now, random_bytes=os.urandom,
+        clock=utc_now, random_bytes=os.urandom, sod_conflicts=settings.sod_conflicts,
     )
     return Runtime(settings, store, signing, policies, Application(deps))

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    sod_role_conflicts: str = ""  # "ap_clerk:vendor_admin,…": a key with the first role may not approve for the second
     checkpoint_every_seconds: float = Field(10.0, gt=0)
     checkpoint_every_events: int = Field(1000, ge=1)
 
@@ -36,6 +37,17 @@ class Settings(BaseSettings):
         if not sep or not port.isdigit() or not host:
             raise ValueError("must be host:port, e.g. 127.0.0.1:50051")
         return v
+
+    @property
+    def sod_conflicts(self) -> frozenset[tuple[str, str]]:
+        pairs = [p.strip() for p in self.sod_role_conflicts.split(",") if p.strip()]
+        out = set()
+        for pair in pairs:
+            held, sep, task_role = pair.partition(":")
+            if not sep or not held.strip() or not task_role.strip():
+                raise ValueError(f"sod_role_conflicts: `{pair}` is not `held_role:task_role`")
+            out.add((held.strip(), task_role.strip()))
+        return frozenset(out)
 
     @property
     def store_url(self) -> str:

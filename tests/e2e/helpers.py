@@ -55,8 +55,10 @@ def request(type_: str = "payment", amount: str = "100.00", agent: str = "bot-1"
             **kw) -> decision_pb2.DecideRequest:
     args = kw.pop("args", None)
     context = kw.pop("context", None)
+    extra = {k: kw.pop(k) for k in ("subtype", "entity", "business_unit", "jurisdiction", "tool", "resource")
+             if k in kw}
     req = decision_pb2.DecideRequest(
-        action=common_pb2.Action(type=type_, amount=amount, currency=currency),
+        action=common_pb2.Action(type=type_, amount=amount, currency=currency, **extra),
         agent=decision_pb2.AgentRef(id=agent), **kw)
     if args is not None:
         s = struct_pb2.Struct()

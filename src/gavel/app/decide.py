@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from gavel.app import budgets, ledger, tokens
+from gavel.app import approvals, budgets, ledger, tokens
 from gavel.app.errors import AgentLocked, AgentPaused, NotFound
 from gavel.app.idempotency import once
 from gavel.app.ids import new_id
@@ -44,6 +44,7 @@ class Deps:
     token_settings: tokens.TokenSettings
     clock: Callable[[], datetime]
     random_bytes: Callable[[int], bytes]
+    sod_conflicts: frozenset[tuple[str, str]] = frozenset()  # (held role, task role) pairs that may not approve
 
 
 def _strict_denial(inp: DecideInput, agent) -> str | None:
@@ -146,9 +147,10 @@ class DecideUseCase:
             uow.tokens.add(token_record)
             if agent is not None and amount is not None:
                 budgets.reserve(uow, agent, decision_id, amount, now)
-        approval = None
+        approval = approval_id = None
         if state == "pending_approval" and d.route is not None:
-            approval = {"approval_id": "", "role": d.route.role, "approvals_required": d.route.approvals,
+            approval_id = new_id("apr", now, self.deps.random_bytes)
+            approval = {"approval_id": approval_id, "role": d.route.role, "approvals_required": d.route.approvals,
                         "approvals_received": 0, "due_at": (now + d.route.timeout).isoformat(),
                         "on_timeout": d.route.on_timeout, "escalate_to": d.route.escalate_to or ""}
         result = _result(decision_id, d, outcome=outcome, reason_code=reason_code, message=message, state=state,
@@ -175,6 +177,13 @@ class DecideUseCase:
                               "expires_at": token_record.expires_at.isoformat()},
                           "summary": result["explain"]["summary"], "correlation_id": inp.correlation_id,
                       })
+        if approval_id is not None:
+            approvals.create(
+                uow, approval_id=approval_id, tenant_id=p.tenant_id, environment=p.environment,
+                decision_id=decision_id, agent_id=inp.agent_id, route=d.route, action=bound_action(inp),
+                reason_code=reason_code, requester_id=inp.actors.get("requester_id", ""),
+                human_sponsor_id=inp.actors.get("human_sponsor_id", "") or (agent.human_sponsor_id if agent else ""),
+                now=now, random_bytes=self.deps.random_bytes)
         return result
 
     async def get(self, principal: Principal, decision_id: str) -> dict[str, Any]:

@@ -60,6 +60,18 @@ async def checkpoint_forever(app, every_seconds: float, every_events: int, tick:
         await asyncio.sleep(tick)
 
 
+async def approvals_forever(app, tick: float = 0.5) -> None:
+    """Apply timeout dispositions within about a second of the due time (and at start, for
+    tasks that fell due while the server was down)."""
+    while True:
+        with contextlib.suppress(StoreUnavailable):
+            count = await app.expire_due()
+            if count:
+                log.info("applied the timeout disposition of %d approval task(s)", count)
+                continue
+        await asyncio.sleep(tick)
+
+
 async def sweep_forever(store: Store, clock, interval: float = SWEEP_SECONDS) -> None:
     while True:
         with contextlib.suppress(StoreUnavailable):

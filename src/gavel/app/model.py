@@ -170,3 +170,36 @@ class CheckpointRecord:
     signature: bytes
     note: str  # C2SP signed note around a tlog-checkpoint body
     origin: str
+
+
+APPROVAL_STATUSES = ("pending", "approved", "denied", "modified", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """A human approval task for one decision (see `gavel.app.approvals` for its state machine)."""
+
+    approval_id: str
+    tenant_id: str
+    environment: str
+    decision_id: str
+    agent_id: str
+    status: str
+    role: str  # routed to now (after escalations)
+    original_role: str
+    approvals_required: int
+    approvers: tuple[str, ...]  # principals who approved, in order
+    due_at: datetime
+    timeout_seconds: int  # the route's timeout, to re-arm after an escalation on timeout
+    on_timeout: str  # deny | allow | escalate
+    escalate_to: str
+    escalated_on_timeout: bool
+    action: dict[str, Any]  # the action as requested (bound-action form)
+    modified_action: dict[str, Any] | None
+    reason_code: str
+    requester_id: str
+    human_sponsor_id: str
+    steps: tuple[dict[str, Any], ...]
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1

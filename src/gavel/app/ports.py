@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 from gavel.app.model import (
     AgentRecord,
     ApiKeyRecord,
+    ApprovalRecord,
     CheckpointRecord,
     DecisionRecord,
     ExecutionRecord,
@@ -65,6 +66,8 @@ class DecisionRepo(Protocol):
     def get(self, tenant_id: str, environment: str, decision_id: str) -> DecisionRecord | None: ...
     def set_state(self, tenant_id: str, environment: str, decision_id: str, state: str,
                   result: dict) -> None: ...
+    def bind_token(self, tenant_id: str, environment: str, decision_id: str, jti: str, amount: Decimal | None,
+                   currency: str | None) -> None: ...
     def between(self, tenant_id: str, environment: str, start: datetime | None, end: datetime | None,
                 after: tuple[datetime, str] | None, limit: int) -> list[DecisionRecord]: ...
 
@@ -111,6 +114,16 @@ class CheckpointRepo(Protocol):
     def all(self, tenant_id: str, environment: str) -> list[CheckpointRecord]: ...
 
 
+class ApprovalRepo(Protocol):
+    def add(self, approval: ApprovalRecord) -> None: ...
+    def get(self, tenant_id: str, environment: str, approval_id: str) -> ApprovalRecord | None: ...
+    def for_decision(self, tenant_id: str, environment: str, decision_id: str) -> ApprovalRecord | None: ...
+    def update(self, approval: ApprovalRecord, expected_version: int) -> bool: ...  # False: someone else won
+    def list(self, tenant_id: str, environment: str, status: str | None, roles: Sequence[str] | None,
+             agent_id: str | None, limit: int, after_id: str | None) -> list[ApprovalRecord]: ...
+    def due(self, now: datetime, limit: int) -> list[ApprovalRecord]: ...  # pending, due_at ≤ now
+
+
 class UnitOfWork(Protocol):
     tenants: TenantRepo
     keys: ApiKeyRepo
@@ -121,6 +134,7 @@ class UnitOfWork(Protocol):
     executions: ExecutionRepo
     idempotency: IdempotencyRepo
     ledger: LedgerRepo
+    approvals: ApprovalRepo
     checkpoints: CheckpointRepo
 
 

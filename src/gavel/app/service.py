@@ -7,6 +7,7 @@ data. Wiring happens in `gavel.bootstrap`.
 from __future__ import annotations
 
 from gavel.app import admin, agents, executions, tokens
+from gavel.app.approval_service import ApprovalMixin
 from gavel.app.decide import DecideUseCase, Deps
 from gavel.app.errors import Forbidden, TokenInvalid
 from gavel.app.events import EventSignal
@@ -18,7 +19,7 @@ from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput
 
 
-class Application(EvidenceMixin):
+class Application(EvidenceMixin, ApprovalMixin):
     def __init__(self, deps: Deps):
         self.deps = deps
         self.decisions = DecideUseCase(deps)

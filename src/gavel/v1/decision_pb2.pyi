@@ -243,6 +243,12 @@ class GetDecisionRequest(_message.Message):
     decision_id: str
     def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
 
+class WaitDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
 class ReportExecutionRequest(_message.Message):
     __slots__ = ("decision_id", "decision_token", "status", "executed_at", "amount", "currency", "external_transaction_id", "error_code", "error_message", "idempotency_key")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class DecisionServiceStub:
                 request_serializer=gavel_dot_v1_dot_decision__pb2.GetDecisionRequest.SerializeToString,
                 response_deserializer=gavel_dot_v1_dot_decision__pb2.Decision.FromString,
                 _registered_method=True)
+        self.WaitDecision = channel.unary_stream(
+                '/gavel.v1.DecisionService/WaitDecision',
+                request_serializer=gavel_dot_v1_dot_decision__pb2.WaitDecisionRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_decision__pb2.Decision.FromString,
+                _registered_method=True)
         self.ReportExecution = channel.unary_unary(
                 '/gavel.v1.DecisionService/ReportExecution',
                 request_serializer=gavel_dot_v1_dot_decision__pb2.ReportExecutionRequest.SerializeToString,
@@ -110,6 +115,15 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitDecision(self, request, context):
+        """Streams the decision's current state, then every change (each approval received, an
+        escalation, the final verdict), and ends when the decision is final (approved, denied,
+        expired). An approved decision arrives with its token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportExecution(self, request, context):
         """Reports how the decided action was executed and reconciles it against
         what was authorized. Once per decision: a second report fails with
@@ -154,6 +168,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
                     request_deserializer=gavel_dot_v1_dot_decision__pb2.GetDecisionRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_decision__pb2.Decision.SerializeToString,
+            ),
+            'WaitDecision': grpc.unary_stream_rpc_method_handler(
+                    servicer.WaitDecision,
+                    request_deserializer=gavel_dot_v1_dot_decision__pb2.WaitDecisionRequest.FromString,
                     response_serializer=gavel_dot_v1_dot_decision__pb2.Decision.SerializeToString,
             ),
             'ReportExecution': grpc.unary_unary_rpc_method_handler(
@@ -258,6 +277,33 @@ class DecisionService:
             target,
             '/gavel.v1.DecisionService/GetDecision',
             gavel_dot_v1_dot_decision__pb2.GetDecisionRequest.SerializeToString,
+            gavel_dot_v1_dot_decision__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gavel.v1.DecisionService/WaitDecision',
+            gavel_dot_v1_dot_decision__pb2.WaitDecisionRequest.SerializeToString,
             gavel_dot_v1_dot_decision__pb2.Decision.FromString,
             options,
             channel_credentials,

@@ -21,6 +21,7 @@ from gavel.adapters.db import tables
 from gavel.app.model import (
     AgentRecord,
     ApiKeyRecord,
+    ApprovalRecord,
     CheckpointRecord,
     DecisionRecord,
     ExecutionRecord,
@@ -172,6 +173,12 @@ class SqlDecisionRepo:
                 after: tuple[datetime, str] | None, limit: int) -> list[DecisionRecord]:
         """Decisions made in [start, end), oldest first, after the (created_at, id) cursor."""
         return _decisions_between(self._connection, tenant_id, environment, start, end, after, limit)
+
+    def bind_token(self, tenant_id: str, environment: str, decision_id: str, jti: str, amount, currency) -> None:
+        """Record the token an approval granted, and the (possibly modified) amount it authorises."""
+        statement = (update(tables.decisions).where(_decision_key(tenant_id, environment, decision_id))
+                     .values(token_jti=jti, amount=amount, currency=currency))
+        self._connection.execute(statement)
 
     def set_state(self, tenant_id: str, environment: str, decision_id: str, state: str, result: dict) -> None:
         statement = (
@@ -415,3 +422,69 @@ def _checkpoint(row: Row[Any] | None) -> CheckpointRecord | None:
     m = dict(row._mapping)
     m["root_hash"], m["signature"] = bytes(m["root_hash"]), bytes(m["signature"])
     return CheckpointRecord(**m)
+
+
+class SqlApprovalRepo:
+    """Approval tasks. `update` is optimistic: it applies only if the stored version is the one
+    the caller read, so of two concurrent resolves (from any replica) exactly one wins."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @staticmethod
+    def _row(a: ApprovalRecord) -> dict[str, Any]:
+        values = _values(a)
+        values["steps"] = {"steps": list(a.steps)}
+        return values
+
+    @staticmethod
+    def _record(row: Row[Any] | None) -> ApprovalRecord | None:
+        if row is None:
+            return None
+        m = dict(row._mapping)
+        m["steps"] = tuple(m["steps"].get("steps", []))
+        return ApprovalRecord(**m)
+
+    def add(self, approval: ApprovalRecord) -> None:
+        _insert_unique(self._connection, tables.approvals, self._row(approval), f"approval `{approval.approval_id}`")
+
+    def get(self, tenant_id: str, environment: str, approval_id: str) -> ApprovalRecord | None:
+        c = tables.approvals.c
+        query = select(tables.approvals).where(c.tenant_id == tenant_id, c.environment == environment,
+                                               c.approval_id == approval_id)
+        return self._record(self._connection.execute(query).first())
+
+    def for_decision(self, tenant_id: str, environment: str, decision_id: str) -> ApprovalRecord | None:
+        c = tables.approvals.c
+        query = select(tables.approvals).where(c.tenant_id == tenant_id, c.environment == environment,
+                                               c.decision_id == decision_id)
+        return self._record(self._connection.execute(query).first())
+
+    def update(self, approval: ApprovalRecord, expected_version: int) -> bool:
+        c = tables.approvals.c
+        values = self._row(approval)
+        statement = (update(tables.approvals)
+                     .where(c.approval_id == approval.approval_id, c.version == expected_version)
+                     .values(**values).execution_options(preserve_rowcount=True))
+        return self._connection.execute(statement).rowcount == 1
+
+    def list(self, tenant_id: str, environment: str, status: str | None, roles: Sequence[str] | None,
+             agent_id: str | None, limit: int, after_id: str | None) -> list[ApprovalRecord]:
+        c = tables.approvals.c
+        conditions = [c.tenant_id == tenant_id, c.environment == environment]
+        if status:
+            conditions.append(c.status == status)
+        if roles is not None:
+            conditions.append(c.role.in_(list(roles)))
+        if agent_id:
+            conditions.append(c.agent_id == agent_id)
+        if after_id:
+            conditions.append(c.approval_id > after_id)
+        query = select(tables.approvals).where(*conditions).order_by(c.approval_id).limit(limit)
+        return [self._record(row) for row in self._connection.execute(query)]
+
+    def due(self, now: datetime, limit: int) -> list[ApprovalRecord]:
+        c = tables.approvals.c
+        query = (select(tables.approvals).where(c.status == "pending", c.due_at <= now)
+                 .order_by(c.due_at, c.approval_id).limit(limit))
+        return [self._record(row) for row in self._connection.execute(query)]

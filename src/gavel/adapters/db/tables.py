@@ -208,3 +208,35 @@ ledger_checkpoints = Table(
     Column("origin", Text, nullable=False),
     PrimaryKeyConstraint("tenant_id", "environment", "tree_size"),
 )
+
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("approval_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("decision_id", Text, nullable=False, unique=True),
+    Column("agent_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("original_role", Text, nullable=False),
+    Column("approvals_required", BigInteger, nullable=False),
+    Column("approvers", StringTuple, nullable=False),
+    Column("due_at", UtcMicroseconds, nullable=False),
+    Column("timeout_seconds", BigInteger, nullable=False),
+    Column("on_timeout", Text, nullable=False),
+    Column("escalate_to", Text, nullable=False),
+    Column("escalated_on_timeout", Boolean, nullable=False),
+    Column("action", CanonicalJson, nullable=False),
+    Column("modified_action", CanonicalJson, nullable=True),
+    Column("reason_code", Text, nullable=False),
+    Column("requester_id", Text, nullable=False),
+    Column("human_sponsor_id", Text, nullable=False),
+    Column("steps", CanonicalJson, nullable=False),  # {"steps": [...]}
+    Column("created_at", UtcMicroseconds, nullable=False),
+    Column("updated_at", UtcMicroseconds, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Index(None, "tenant_id", "environment", "status", "role"),  # the queues
+    Index(None, "status", "due_at"),  # the timeout scheduler
+)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from gavel.adapters.db.repositories import (
     SqlAgentRepo,
     SqlApiKeyRepo,
+    SqlApprovalRepo,
     SqlCheckpointRepo,
     SqlDecisionRepo,
     SqlExecutionRepo,
@@ -29,6 +30,7 @@ class SqlUnitOfWork:
         self.agents = SqlAgentRepo(connection)
         self.decisions = SqlDecisionRepo(connection)
         self.ledger = SqlLedgerRepo(connection)
+        self.approvals = SqlApprovalRepo(connection)
         self.checkpoints = SqlCheckpointRepo(connection)
         self.tokens = SqlTokenRepo(connection)
         self.spend = SqlSpendRepo(connection)

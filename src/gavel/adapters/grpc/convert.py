@@ -12,7 +12,7 @@ from gavel.app.agents import AgentFields
 from gavel.app.errors import FieldViolation, InvalidRequest
 from gavel.app.executions import ExecutionInput
 from gavel.app.requests import ACTION_FIELDS, ACTOR_FIELDS, DecideInput
-from gavel.v1 import admin_pb2, agent_pb2, common_pb2, decision_pb2, evidence_pb2
+from gavel.v1 import admin_pb2, agent_pb2, approval_pb2, common_pb2, decision_pb2, evidence_pb2
 
 MODE_NAMES = {common_pb2.MODE_MONITOR: "monitor", common_pb2.MODE_WARN: "warn",
               common_pb2.MODE_ENFORCE: "enforce", common_pb2.MODE_STRICT: "strict"}
@@ -235,6 +235,67 @@ def export_format(value: int) -> str:
 
 def optional_time(message, field: str) -> datetime | None:
     return _timestamp(getattr(message, field), message.HasField(field))
+
+
+APPROVAL_STATUS = {"pending": approval_pb2.APPROVAL_STATUS_PENDING, "approved": approval_pb2.APPROVAL_STATUS_APPROVED,
+                   "denied": approval_pb2.APPROVAL_STATUS_DENIED, "modified": approval_pb2.APPROVAL_STATUS_MODIFIED,
+                   "expired": approval_pb2.APPROVAL_STATUS_EXPIRED}
+APPROVAL_STATUS_NAMES = {v: k for k, v in APPROVAL_STATUS.items()}
+RESOLUTIONS = {approval_pb2.RESOLUTION_ACTION_APPROVE: "approve", approval_pb2.RESOLUTION_ACTION_DENY: "deny",
+               approval_pb2.RESOLUTION_ACTION_MODIFY: "modify", approval_pb2.RESOLUTION_ACTION_ESCALATE: "escalate"}
+
+
+def _action_message(a: dict | None, target: common_pb2.Action) -> None:
+    if not a:
+        return
+    for name in ACTION_FIELDS:
+        if a.get(name) not in (None, ""):
+            setattr(target, name, str(a[name]))
+    if a.get("args"):
+        target.args.update(a["args"])
+
+
+def approval(t: dict) -> approval_pb2.Approval:
+    out = approval_pb2.Approval(
+        approval_id=t["approval_id"], decision_id=t["decision_id"], status=APPROVAL_STATUS[t["status"]],
+        role=t["role"], original_role=t["original_role"], approvals_required=t["approvals_required"],
+        approvals_received=t["approvals_received"], approvers=t["approvers"], on_timeout=ON_TIMEOUT[t["on_timeout"]],
+        escalate_to=t["escalate_to"], agent_id=t["agent_id"], reason_code=t["reason_code"],
+        requester_id=t["requester_id"], human_sponsor_id=t["human_sponsor_id"])
+    _set_timestamp(out.due_at, t["due_at"])
+    _set_timestamp(out.created_at, t["created_at"])
+    _set_timestamp(out.updated_at, t["updated_at"])
+    _action_message(t["action"], out.action)
+    _action_message(t["modified_action"], out.modified_action)
+    for s in t["steps"]:
+        step = out.steps.add(principal=s["principal"], role=s["role"], action=s["action"], note=s["note"],
+                             sod_result=s["sod_result"])
+        _set_timestamp(step.at, s["at"])
+    return out
+
+
+def resolution(req: approval_pb2.ResolveApprovalRequest):
+    from gavel.app.approvals import Resolution
+    from gavel.app.requests import AMOUNT, CURRENCY
+
+    if req.action not in RESOLUTIONS:
+        raise _bad("action", "must be APPROVE, DENY, MODIFY or ESCALATE")
+    modified = None
+    if req.HasField("modified_action"):
+        m = req.modified_action
+        modified = {name: getattr(m, name) for name in ACTION_FIELDS if getattr(m, name)}
+        if m.HasField("args"):
+            modified["args"] = json_format.MessageToDict(m.args)
+        if modified.get("amount") and not AMOUNT.fullmatch(modified["amount"]):
+            raise _bad("modified_action.amount", "must be a decimal string ≥ 0, e.g. \"120.00\"")
+        if modified.get("currency") and not CURRENCY.fullmatch(modified["currency"]):
+            raise _bad("modified_action.currency", "must be 3 upper-case letters")
+    if len(req.note) > 2000:
+        raise _bad("note", "longer than 2000 characters")
+    if not req.approval_id:
+        raise _bad("approval_id", "required")
+    return Resolution(req.approval_id, RESOLUTIONS[req.action], req.note, modified, req.escalate_to,
+                      req.idempotency_key)
 
 
 def jwks_json(doc: dict) -> str:

@@ -16,6 +16,8 @@ from gavel.v1 import (
     admin_pb2_grpc,
     agent_pb2,
     agent_pb2_grpc,
+    approval_pb2,
+    approval_pb2_grpc,
     decision_pb2,
     decision_pb2_grpc,
     evidence_pb2,
@@ -75,6 +77,11 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
 
+    async def WaitDecision(self, request, context):
+        _required("decision_id", request.decision_id)
+        async for result in self.app.wait_decision(current_principal.get(), request.decision_id):
+            yield convert.decision(result)
+
     async def GetDecision(self, request, context):
         _required("decision_id", request.decision_id)
         return convert.decision(await self.app.get_decision(current_principal.get(), request.decision_id))
@@ -94,6 +101,31 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             raise MissingField("token or jti: required", (FieldViolation("token", "give the token or its jti"),))
         r = await self.app.revoke_token(current_principal.get(), token=request.token, jti=request.jti)
         return decision_pb2.RevokeTokenResponse(**r)
+
+
+class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
+    def __init__(self, app: Application):
+        self.app = app
+
+    async def ListApprovals(self, request, context):
+        status = None
+        if request.status:
+            if request.status not in convert.APPROVAL_STATUS_NAMES:
+                raise InvalidRequest("status: unknown enum value", (FieldViolation("status", "unknown value"),))
+            status = convert.APPROVAL_STATUS_NAMES[request.status]
+        page = await self.app.list_approvals(current_principal.get(), status, request.role, request.agent_id,
+                                             request.page_size, request.page_token)
+        return approval_pb2.ListApprovalsResponse(approvals=[convert.approval(t) for t in page["approvals"]],
+                                                  next_page_token=page["next_page_token"])
+
+    async def WatchApprovals(self, request, context):
+        async for task, cursor, snapshot in self.app.watch_approvals(current_principal.get(), request.role,
+                                                                     request.cursor):
+            yield approval_pb2.ApprovalUpdate(approval=convert.approval(task), cursor=cursor, snapshot=snapshot)
+
+    async def ResolveApproval(self, request, context):
+        task = await self.app.resolve_approval(current_principal.get(), convert.resolution(request))
+        return convert.approval(task)
 
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
@@ -207,9 +239,11 @@ def _required(field: str, value: str) -> None:
 def add_servicers(server: grpc.aio.Server, app: Application) -> list[str]:
     decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(app), server)
     evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(app), server)
+    approval_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(app), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(app), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
     return [decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
             evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
+            approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
             agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name]

@@ -1,0 +1,54 @@
+"""What an approval's outcome does to its decision: the state, the approval block, and — when
+approved — the decision token (bound to the modified action if an approver changed it) and the
+budget reservation, all in the resolving unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from gavel.app import approvals, budgets, tokens
+from gavel.app.ids import new_id
+from gavel.app.model import ApprovalRecord, DecisionRecord
+from gavel.app.ports import UnitOfWork
+from gavel.app.requests import json_number
+from gavel.crypto.jws import args_hash
+
+STATE_OF = {"approved": "approved", "modified": "approved", "denied": "denied", "expired": "expired"}
+
+
+@dataclass
+class Finalizer:
+    signing: tokens.SigningKeys
+    token_settings: tokens.TokenSettings
+    random_bytes: Any
+
+    def __call__(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, verdict: str | None,
+                 now: datetime) -> None:
+        result = {**decision.result, "approval": approvals.summary(task)}
+        state = decision.state
+        if verdict is not None:
+            state = STATE_OF[verdict]
+            result["state"] = state
+            if state == "approved":
+                result["decision_token"] = self._grant(uow, task, decision, now)
+        uow.decisions.set_state(decision.tenant_id, decision.environment, decision.decision_id, state, result)
+
+    def _grant(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, now: datetime) -> str:
+        action = json_number(task.modified_action or task.action)
+        amount = Decimal(action["amount"]) if action.get("amount") else None
+        jti = new_id("tok", now, self.random_bytes)
+        text, record = tokens.issue(
+            self.signing.keyset(), self.token_settings, jti=jti, tenant_id=decision.tenant_id,
+            environment=decision.environment, decision_id=decision.decision_id, agent_id=decision.agent_id,
+            action_type=action.get("type", ""), amount=amount, currency=action.get("currency") or None,
+            args_hash=args_hash(action), now=now)
+        uow.tokens.add(record)
+        uow.decisions.bind_token(decision.tenant_id, decision.environment, decision.decision_id, jti, amount,
+                                 action.get("currency") or None)
+        agent = uow.agents.get(decision.tenant_id, decision.environment, decision.agent_id)
+        if agent is not None and amount is not None:
+            budgets.reserve(uow, agent, decision.decision_id, amount, now)
+        return text
