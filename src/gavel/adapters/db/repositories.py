@@ -14,7 +14,8 @@ from datetime import datetime
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Table, and_, or_, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gavel.adapters.db import tables
@@ -327,6 +328,18 @@ class SqlIdempotencyRepo:
         _insert_unique(self._connection, tables.idempotency_keys, _values(record), what)
 
 
+_heads = tables.ledger_heads.c
+_HEAD = select(_heads.last_sequence, _heads.last_hash).where(
+    _heads.tenant_id == bindparam("t"), _heads.environment == bindparam("e"))
+_HEAD_LOCKED = _HEAD.with_for_update()
+_INSERT_EVENT = tables.ledger_events.insert()
+_INSERT_HEAD = tables.ledger_heads.insert()
+_MOVE_HEAD = (update(tables.ledger_heads)
+              .where(_heads.tenant_id == bindparam("t"), _heads.environment == bindparam("e"))
+              .values(last_sequence=bindparam("s"), last_hash=bindparam("h"))
+              .execution_options(preserve_rowcount=True))
+
+
 class SqlLedgerRepo:
     """The hash chain. `head(..., lock=True)` row-locks the chain head (FOR UPDATE on
     PostgreSQL; SQLite has one writer), so concurrent appends from any number of writers or
@@ -336,26 +349,21 @@ class SqlLedgerRepo:
         self._connection = connection
 
     def head(self, tenant_id: str, environment: str, lock: bool = True) -> tuple[int, bytes] | None:
-        c = tables.ledger_heads.c
-        query = select(c.last_sequence, c.last_hash).where(c.tenant_id == tenant_id, c.environment == environment)
-        if lock:
-            query = query.with_for_update()
-        row = self._connection.execute(query).first()
+        query = _HEAD_LOCKED if lock else _HEAD
+        row = self._connection.execute(query, {"t": tenant_id, "e": environment}).first()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def append(self, event: LedgerEvent) -> None:
-        _insert_unique(self._connection, tables.ledger_events, _values(event),
-                       f"event {event.sequence} of {event.tenant_id}/{event.environment}")
-        c = tables.ledger_heads.c
-        key = (c.tenant_id == event.tenant_id, c.environment == event.environment)
-        moved = self._connection.execute(
-            update(tables.ledger_heads).where(*key).values(last_sequence=event.sequence, last_hash=event.hash)
-            .execution_options(preserve_rowcount=True)).rowcount
-        if moved != 1:
-            _insert_unique(self._connection, tables.ledger_heads,
-                           {"tenant_id": event.tenant_id, "environment": event.environment,
-                            "last_sequence": event.sequence, "last_hash": event.hash},
-                           f"ledger head of {event.tenant_id}/{event.environment}")
+        # Statements built once (below) and executed with parameters: appends are on every
+        # state change's path, and building statements per call was most of their cost.
+        try:
+            self._connection.execute(_INSERT_EVENT, _values(event))
+        except IntegrityError:
+            raise Conflict(f"event {event.sequence} of {event.tenant_id}/{event.environment} exists") from None
+        params = {"t": event.tenant_id, "e": event.environment, "s": event.sequence, "h": event.hash}
+        if self._connection.execute(_MOVE_HEAD, params).rowcount != 1:
+            self._connection.execute(_INSERT_HEAD, {"tenant_id": event.tenant_id, "environment": event.environment,
+                                                    "last_sequence": event.sequence, "last_hash": event.hash})
 
     def events(self, tenant_id: str, environment: str, from_sequence: int, limit: int) -> list[LedgerEvent]:
         c = tables.ledger_events.c
