@@ -203,3 +203,28 @@ class ApprovalRecord:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBundle:
+    """A published bundle archive, kept per tenant by content hash."""
+
+    tenant_id: str
+    bundle_hash: str
+    archive: bytes
+    manifest: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """A bundle becoming active in an environment (publish, promote or rollback)."""
+
+    tenant_id: str
+    environment: str
+    sequence: int  # from 1 per tenant + environment
+    bundle_hash: str
+    version: str
+    activated_at: datetime
+    action: str  # publish | promote | rollback
+    by: str

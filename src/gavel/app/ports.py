@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from gavel.app.model import (
+    Activation,
     AgentRecord,
     ApiKeyRecord,
     ApprovalRecord,
@@ -23,6 +24,7 @@ from gavel.app.model import (
     IdempotencyRecord,
     LedgerEvent,
     Reservation,
+    StoredBundle,
     Tenant,
     TokenRecord,
 )
@@ -124,6 +126,15 @@ class ApprovalRepo(Protocol):
     def due(self, now: datetime, limit: int) -> list[ApprovalRecord]: ...  # pending, due_at ≤ now
 
 
+class BundleRepo(Protocol):
+    def put(self, bundle: StoredBundle) -> None: ...  # content-addressed: a second put is a no-op
+    def get(self, tenant_id: str, bundle_hash: str) -> StoredBundle | None: ...
+    def activate(self, tenant_id: str, environment: str, bundle_hash: str, version: str, at: datetime,
+                 action: str, by: str) -> Activation: ...
+    def history(self, tenant_id: str, environment: str, limit: int, before: int | None) -> list[Activation]: ...
+    def latest_everywhere(self) -> list[Activation]: ...
+
+
 class UnitOfWork(Protocol):
     tenants: TenantRepo
     keys: ApiKeyRepo
@@ -135,6 +146,7 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepo
     ledger: LedgerRepo
     approvals: ApprovalRepo
+    bundles: BundleRepo
     checkpoints: CheckpointRepo
 
 

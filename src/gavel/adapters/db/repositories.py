@@ -8,6 +8,7 @@ conditional UPDATEs whose row count tells the one winner among concurrent caller
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
@@ -15,11 +16,13 @@ from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation,
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, Table, and_, bindparam, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func as sa_func
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from gavel.adapters.db import tables
 from gavel.app.model import (
+    Activation,
     AgentRecord,
     ApiKeyRecord,
     ApprovalRecord,
@@ -29,6 +32,7 @@ from gavel.app.model import (
     IdempotencyRecord,
     LedgerEvent,
     Reservation,
+    StoredBundle,
     Tenant,
     TokenRecord,
 )
@@ -496,3 +500,51 @@ class SqlApprovalRepo:
         query = (select(tables.approvals).where(c.status == "pending", c.due_at <= now)
                  .order_by(c.due_at, c.approval_id).limit(limit))
         return [self._record(row) for row in self._connection.execute(query)]
+
+
+class SqlBundleRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def put(self, bundle: StoredBundle) -> None:
+        """Store a bundle; storing the same tenant + hash again is a no-op (content-addressed)."""
+        with contextlib.suppress(Conflict):
+            _insert_unique(self._connection, tables.bundles, _values(bundle), "bundle")
+
+    def get(self, tenant_id: str, bundle_hash: str) -> StoredBundle | None:
+        c = tables.bundles.c
+        row = self._connection.execute(
+            select(tables.bundles).where(c.tenant_id == tenant_id, c.bundle_hash == bundle_hash)).first()
+        if row is None:
+            return None
+        m = dict(row._mapping)
+        m["archive"] = bytes(m["archive"])
+        return StoredBundle(**m)
+
+    def activate(self, tenant_id: str, environment: str, bundle_hash: str, version: str, at: datetime, action: str,
+                 by: str) -> Activation:
+        c = tables.activations.c
+        last = self._connection.execute(
+            select(c.sequence).where(c.tenant_id == tenant_id, c.environment == environment)
+            .order_by(c.sequence.desc()).limit(1).with_for_update()).first()
+        record = Activation(tenant_id, environment, (last[0] if last else 0) + 1, bundle_hash, version, at, action, by)
+        _insert_unique(self._connection, tables.activations, _values(record), "activation")
+        return record
+
+    def history(self, tenant_id: str, environment: str, limit: int, before: int | None) -> list[Activation]:
+        c = tables.activations.c
+        conditions = [c.tenant_id == tenant_id, c.environment == environment]
+        if before is not None:
+            conditions.append(c.sequence < before)
+        query = select(tables.activations).where(*conditions).order_by(c.sequence.desc()).limit(limit)
+        return [Activation(**row._mapping) for row in self._connection.execute(query)]
+
+    def latest_everywhere(self) -> list[Activation]:
+        """The current activation of every tenant + environment that ever published."""
+        c = tables.activations.c
+        newest = (select(c.tenant_id, c.environment, sa_func.max(c.sequence).label("sequence"))
+                  .group_by(c.tenant_id, c.environment).subquery())
+        query = select(tables.activations).join(newest, and_(
+            c.tenant_id == newest.c.tenant_id, c.environment == newest.c.environment,
+            c.sequence == newest.c.sequence))
+        return [Activation(**row._mapping) for row in self._connection.execute(query)]

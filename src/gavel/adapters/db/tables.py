@@ -240,3 +240,29 @@ approvals = Table(
     Index(None, "tenant_id", "environment", "status", "role"),  # the queues
     Index(None, "status", "due_at"),  # the timeout scheduler
 )
+
+
+bundles = Table(
+    "bundles",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("bundle_hash", Text, nullable=False),
+    Column("archive", LargeBinary, nullable=False),
+    Column("manifest", CanonicalJson, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "bundle_hash"),
+)
+
+activations = Table(
+    "activations",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("bundle_hash", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("activated_at", UtcMicroseconds, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("by", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "environment", "sequence"),
+)

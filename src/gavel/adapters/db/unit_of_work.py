@@ -12,6 +12,7 @@ from gavel.adapters.db.repositories import (
     SqlAgentRepo,
     SqlApiKeyRepo,
     SqlApprovalRepo,
+    SqlBundleRepo,
     SqlCheckpointRepo,
     SqlDecisionRepo,
     SqlExecutionRepo,
@@ -31,6 +32,7 @@ class SqlUnitOfWork:
         self.decisions = SqlDecisionRepo(connection)
         self.ledger = SqlLedgerRepo(connection)
         self.approvals = SqlApprovalRepo(connection)
+        self.bundles = SqlBundleRepo(connection)
         self.checkpoints = SqlCheckpointRepo(connection)
         self.tokens = SqlTokenRepo(connection)
         self.spend = SqlSpendRepo(connection)
