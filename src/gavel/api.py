@@ -15,13 +15,17 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from gavel.engine.decision import Decision
 from gavel.engine.engine import CompiledEngine, InvalidInput, PolicyError
 from gavel.engine.policy import bundle_hash
 from gavel.lang.diagnostics import error
 from gavel.lang.source import Span
-from gavel.sources import SourceError, read_rule_files
+from gavel.sources import RuleFile, SourceError, read_bundle_files
+
+if TYPE_CHECKING:
+    from gavel.bundles import Bundle
 
 __all__ = ["Decision", "Engine", "InvalidInput", "PolicyError"]
 
@@ -61,7 +65,8 @@ class Engine(CompiledEngine):
 
     @classmethod
     def load(cls, *paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Engine:
-        """Compile the `.rules` files in the given directories or files; raise PolicyError."""
+        """Compile the `.rules` files in the given directories or files, and each directory's
+        `data/**/*.json` data files; raise PolicyError."""
         flat: list[str | os.PathLike] = []
         for p in paths:
             if isinstance(p, str | os.PathLike):
@@ -69,15 +74,28 @@ class Engine(CompiledEngine):
             else:
                 flat.extend(p)
         try:
-            files = read_rule_files(flat)
+            files = read_bundle_files(flat)
         except SourceError as exc:
             raise PolicyError((error("E007", exc.message, Span.point(exc.path, 1, 1)),)) from None
+        return cls.from_files(files)
+
+    @classmethod
+    def from_files(cls, files: Iterable[RuleFile]) -> Engine:
+        """Compile files already read (`gavel.sources`): diagnostics show their display paths."""
+        files = list(files)
         return cls._compiled({f.display: f.text for f in files}, {f.display: f.name for f in files})
 
     @classmethod
     def from_sources(cls, sources: Mapping[str, str]) -> Engine:
-        """Compile in-memory `{path: text}`."""
+        """Compile in-memory `{path: text}`; `data/NAME.json` entries are data files (JSON text)."""
         return cls._compiled(dict(sources), {p: p for p in sources})
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> Engine:
+        """Compile a `gavel.bundles.Bundle` (cached by its hash); raise PolicyError.
+
+        Diagnostics and rule locations use the bundle's file names."""
+        return cls.from_sources(bundle.files)
 
     def decide(self, request: Mapping, facts: Mapping | None = None, now: datetime | None = None) -> Decision:
         return self.decide_at(request, facts, now if now is not None else datetime.now(UTC))

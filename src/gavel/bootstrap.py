@@ -43,6 +43,8 @@ class Runtime:
 
         self._background.append(asyncio.create_task(sweep_forever(self.store, self.app.deps.clock)))
         self._background.append(asyncio.create_task(approvals_forever(self.app)))
+        if self.settings.watch:
+            self._background.append(asyncio.create_task(watch_rules(self)))
         self._background.append(asyncio.create_task(checkpoint_forever(
             self.app, self.settings.checkpoint_every_seconds, self.settings.checkpoint_every_events)))
 
@@ -56,6 +58,35 @@ class Runtime:
         await self.store.close()
 
 
+async def watch_rules(runtime: Runtime, tick: float = 0.5) -> None:
+    """`--watch`: recompile the rules directory when it changes; swap it in whole, or keep the
+    running bundle and log the diagnostics when the edit does not compile."""
+    from gavel.api import PolicyError
+    from gavel.bundles import bundle_from_directory
+    from gavel.sources import SourceError
+
+    current = runtime.policies.initial.bundle_hash
+    refused: str | None = None
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            bundle = await asyncio.to_thread(bundle_from_directory, runtime.settings.rules)
+        except (SourceError, OSError) as exc:
+            log.warning("--watch: cannot read %s: %s", runtime.settings.rules, exc)
+            continue
+        if bundle.bundle_hash in (current, refused):
+            continue
+        try:
+            engine = await asyncio.to_thread(Engine.from_bundle, bundle)
+        except PolicyError as exc:
+            refused = bundle.bundle_hash
+            log.error("--watch: %s does not compile; still serving %s\n%s", runtime.settings.rules, current, exc)
+            continue
+        current, refused = engine.bundle_hash, None
+        runtime.policies.replace_initial(engine, f"rules-dir:{engine.bundle_hash[7:19]}", utc_now())
+        log.info("--watch: now serving %s", engine.bundle_hash)
+
+
 def open_store(settings: Settings) -> SqlStore:
     """Migrate the schema (creating it on an empty database) and open the store."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -63,19 +94,55 @@ def open_store(settings: Settings) -> SqlStore:
     return SqlStore(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
 
 
+def publisher_keys(settings: Settings) -> dict:
+    """Trusted bundle publishers (kid → public key) from the `--bundle-keys` JWKS file."""
+    if settings.bundle_keys is None:
+        return {}
+    import json
+
+    from gavel.crypto.keys import PublicKey
+
+    doc = json.loads(settings.bundle_keys.read_text(encoding="utf-8"))
+    keys = [PublicKey.from_jwk(k) for k in doc.get("keys", [doc])]
+    return {k.kid: k for k in keys}
+
+
+def load_published(store: SqlStore, policies: PolicyRegistry) -> None:
+    """Make every tenant + environment's last activated bundle active again (after a restart)."""
+    from gavel.api import PolicyError
+    from gavel.bundles import BundleError, read_archive
+
+    def unit(uow):
+        return [(a, uow.bundles.get(a.tenant_id, a.bundle_hash)) for a in uow.bundles.latest_everywhere()]
+
+    for activation, stored in store.run_sync(unit):
+        try:
+            engine = Engine.from_bundle(read_archive(stored.archive))
+        except (BundleError, PolicyError) as exc:  # stored bundles compiled when published; say so loudly
+            log.error("bundle %s of %s/%s no longer compiles: %s", activation.bundle_hash, activation.tenant_id,
+                      activation.environment, exc)
+            continue
+        policies.publish(activation.tenant_id, activation.environment, engine, activation.version,
+                         activation.activated_at)
+
+
 def build(settings: Settings) -> Runtime:
     """Wire everything. Raises PolicyError for broken rules, before anything listens."""
-    engine = Engine.load(settings.rules)
+    from gavel.bundles import bundle_from_directory
+
+    engine = Engine.from_bundle(bundle_from_directory(settings.rules))
     for w in engine.compilation.warnings:  # checker warnings; `gavel check` also runs the analysis
         log.warning("%s", w.headline())
     signing = FileSigningKeys(settings.data_dir)
     signing.ensure()
     store = open_store(settings)
-    policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}")
+    policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}", activated_at=utc_now())
+    load_published(store, policies)
     deps = Deps(
         store=store, policies=policies, signing=signing,
         token_settings=TokenSettings(settings.token_issuer, settings.token_audience,
                                      timedelta(seconds=settings.token_ttl_seconds)),
         clock=utc_now, random_bytes=os.urandom, sod_conflicts=settings.sod_conflicts,
+        require_signed_bundles=settings.require_signed_bundles, publisher_keys=publisher_keys(settings),
     )
     return Runtime(settings, store, signing, policies, Application(deps))

@@ -196,10 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", metavar="ISO", help="decision time (default: now)")
     p.set_defaults(run=cmd_eval)
 
-    from gavel import cli_service, cli_verify
+    from gavel import cli_bundle, cli_service, cli_verify
 
     cli_service.register(sub)
     cli_verify.register(sub)
+    cli_bundle.register(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -24,7 +25,8 @@ def _settings(args: argparse.Namespace):
     from gavel.config import Settings
 
     overrides = {k: v for k in ("grpc_addr", "http_addr", "data_dir", "database_url", "rules",
-                                "rate_limit_per_minute", "token_ttl_seconds", "sqlite_synchronous", "log_level")
+                                "rate_limit_per_minute", "token_ttl_seconds", "sqlite_synchronous", "log_level",
+                                "watch", "require_signed_bundles", "bundle_keys")
                  if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**overrides)
@@ -162,6 +164,63 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d` (the rules' duration syntax)."""
+    import re
+
+    m = re.fullmatch(r"([0-9]+)(s|m|h|d)", text.strip())
+    if m is None:
+        raise SystemExit(f"gavel: `{text}` is not a duration like 90s, 15m, 24h or 7d")
+    return timedelta(seconds=int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a candidate rules directory against the recorded decisions of one tenant + env."""
+    import json
+
+    from gavel.app.principal import Principal
+    from gavel.bootstrap import build
+    from gavel.bundles import build_archive
+
+    since = parse_duration(args.since)
+    settings = _settings(args)
+    try:
+        archive = build_archive(Path(args.bundle), version="replay-candidate", author="gavel replay",
+                                now=datetime.now(UTC))
+    except Exception as exc:  # BundleError carries the diagnostics
+        print(f"gavel replay: {exc}", file=sys.stderr)
+        return 1
+    runtime = build(settings)
+    principal = Principal("cli", args.tenant, args.env, frozenset(), "gavel-replay")
+
+    async def run() -> int:
+        changed = []
+        summary = {}
+        try:
+            async for r in runtime.app.replay(principal, archive, since):
+                if "summary" in r:
+                    summary = r["summary"]
+                else:
+                    changed.append(r)
+        finally:
+            await runtime.close()
+        if args.json:
+            print(json.dumps({"summary": summary, "changed": changed}, indent=2, ensure_ascii=False))
+            return 0
+        print(f"replayed {summary['evaluated']} decisions of {args.tenant}/{args.env} from the last {args.since} "
+              f"against {summary['bundle_hash']}: {summary['changed']} would change")
+        for transition, count in sorted(summary["transitions"].items()):
+            print(f"  {transition}: {count}")
+        for r in changed:
+            print(f"\n{r['decision_id']} ({r['decided_at']}): {r['old_outcome']} {r['old_reason_code']} → "
+                  f"{r['new_outcome']} {r['new_reason_code']}")
+            print(f"  was: {json.loads(r['old_explain_json'])['summary']}")
+            print(f"  now: {json.loads(r['new_explain_json'])['summary']}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -190,6 +249,11 @@ def register(sub) -> None:
                    help="NORMAL survives a process crash; FULL also a power loss")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING …")
     p.add_argument("--dev", action="store_true", help="create a `dev` tenant and print a test and a live key")
+    p.add_argument("--watch", action="store_true", default=None,
+                   help="reload the rules directory on change (a broken edit keeps the running bundle)")
+    p.add_argument("--require-signed-bundles", action="store_true", default=None,
+                   help="refuse published bundles that are unsigned or not signed by --bundle-keys")
+    p.add_argument("--bundle-keys", help="JWKS file of trusted bundle publishers (GAVEL_BUNDLE_KEYS)")
     p.set_defaults(run=cmd_serve)
 
     tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="tenants_cmd", required=True)
@@ -212,6 +276,16 @@ def register(sub) -> None:
     p = keys.add_parser("rotate-signing", help="rotate the Ed25519 signing key")
     add_common(p)
     p.set_defaults(run=cmd_keys_rotate)
+
+    p = sub.add_parser("replay", help="what a candidate rules directory would change in recorded decisions")
+    add_common(p)
+    p.add_argument("--bundle", required=True, metavar="DIR", help="the candidate rules directory")
+    p.add_argument("--since", required=True, metavar="DURATION", help="how far back, e.g. 24h or 7d")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--env", required=True, choices=("test", "live"))
+    p.add_argument("--rules", help="the server's rules directory (needed to open the runtime; default ./rules)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_replay)
 
     p = sub.add_parser("health", help="ask a running server's gRPC health service")
     p.add_argument("--addr", help="server address (default: GAVEL_GRPC_ADDR or 127.0.0.1:50051)")

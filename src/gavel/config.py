@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    watch: bool = False  # reload --rules on change
+    require_signed_bundles: bool = False
+    bundle_keys: Path | None = None  # a JWKS file of the publishers whose signatures PublishBundle accepts
     sod_role_conflicts: str = ""  # "ap_clerk:vendor_admin,…": a key with the first role may not approve for the second
     checkpoint_every_seconds: float = Field(10.0, gt=0)
     checkpoint_every_events: int = Field(1000, ge=1)

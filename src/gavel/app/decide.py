@@ -11,7 +11,7 @@ is ENFORCE plus denials for an unregistered or inactive agent, an action outside
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,6 +45,8 @@ class Deps:
     clock: Callable[[], datetime]
     random_bytes: Callable[[int], bytes]
     sod_conflicts: frozenset[tuple[str, str]] = frozenset()  # (held role, task role) pairs that may not approve
+    require_signed_bundles: bool = False
+    publisher_keys: dict = field(default_factory=dict)  # kid → PublicKey of trusted bundle publishers
 
 
 def _strict_denial(inp: DecideInput, agent) -> str | None:

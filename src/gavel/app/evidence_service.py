@@ -15,10 +15,23 @@ class EvidenceMixin:
 
         now = self.deps.clock()
         keys = self.deps.signing.keyset()
-        engine, _ = self.deps.policies.active(p.tenant_id, p.environment)
+        policies = self.deps.policies
+
+        def engine_for(uow, bundle_hash: str):
+            for info in (policies.info(p.tenant_id, p.environment), policies.initial):
+                if info.bundle_hash == bundle_hash:
+                    return info.engine
+            stored = uow.bundles.get(p.tenant_id, bundle_hash)
+            if stored is None:
+                return None
+            from gavel.api import Engine
+            from gavel.bundles import read_archive
+
+            return Engine.from_bundle(read_archive(stored.archive))  # compiled once, then cached by hash
+
         return await self.deps.store.write(lambda uow: build_pack(
             uow, self.merkle, keys, self.deps.token_settings.issuer, p.tenant_id, p.environment, decision_id,
-            engine, now))
+            engine_for, now))
 
     async def checkpoint(self, p: Principal):
         from gavel.app.evidence import current_checkpoint

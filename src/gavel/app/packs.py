@@ -86,7 +86,7 @@ def assess(decision: DecisionRecord, events: list[LedgerEvent], token: Any, exec
 
 
 def rule_texts(engine, decision: DecisionRecord) -> list[dict]:
-    """The source text of the rules that matched, when the deciding bundle is loaded."""
+    """The source text of the rules that matched, from the bundle that decided."""
     out = []
     if engine is None or engine.bundle_hash != decision.bundle_hash:
         return out
@@ -103,10 +103,12 @@ def rule_texts(engine, decision: DecisionRecord) -> list[dict]:
 
 
 def build_pack(uow: UnitOfWork, merkle: MerkleCache, keys: KeySet, issuer: str, tenant_id: str, environment: str,
-               decision_id: str, engine, now: datetime) -> str:
+               decision_id: str, engine_for, now: datetime) -> str:
+    """`engine_for(uow, bundle_hash)` finds the compiled bundle that made the decision (or None)."""
     decision = uow.decisions.get(tenant_id, environment, decision_id)
     if decision is None:
         raise NotFound(f"no decision `{decision_id}`")
+    engine = engine_for(uow, decision.bundle_hash)
     events = uow.ledger.for_subject(tenant_id, environment, decision_id)
     checkpoint = current_checkpoint(uow, merkle, keys, issuer, tenant_id, environment, now)
     token = uow.tokens.get(decision.token_jti) if decision.token_jti else None

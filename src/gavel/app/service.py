@@ -15,11 +15,12 @@ from gavel.app.evidence import MerkleCache
 from gavel.app.evidence_service import EvidenceMixin
 from gavel.app.executions import ExecutionInput
 from gavel.app.keys import KeyCache, check_record, hash_key, parse_key
+from gavel.app.policy_service import PolicyMixin
 from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput
 
 
-class Application(EvidenceMixin, ApprovalMixin):
+class Application(EvidenceMixin, ApprovalMixin, PolicyMixin):
     def __init__(self, deps: Deps):
         self.deps = deps
         self.decisions = DecideUseCase(deps)

@@ -68,6 +68,10 @@ def _convert_for(t) -> Callable[[Any], Any]:
 
 def path_reader(source: str, keys: tuple[str, ...], t) -> Fn:
     """A memoised reader of one request or fact path."""
+    if source == "data":  # lowering folds `data.*` into constants; unfolded, there is nothing to read
+        def unavailable(act: Activation) -> Any:
+            raise EvalError(f"`{'.'.join(keys)}` needs the bundle's data files, which were not compiled in")
+        return unavailable
     cache_key = (source, *keys)
     convert = _convert_for(t)
     from_request = source == "request"

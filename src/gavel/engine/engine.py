@@ -9,8 +9,10 @@ from gavel.engine.decision import Decision
 from gavel.engine.evaluate import evaluate, evaluate_naive
 from gavel.engine.policy import CompiledPolicy, bundle_hash, compile_policy
 from gavel.lang.analysis import analyze
-from gavel.lang.diagnostics import Diagnostic, render_all, sort_diagnostics
+from gavel.lang.data import DATA_SUFFIX, DataFile, is_data_name
+from gavel.lang.diagnostics import Diagnostic, error, render_all, sort_diagnostics
 from gavel.lang.pipeline import Compilation, compile_sources
+from gavel.lang.source import Span
 
 
 class PolicyError(Exception):
@@ -34,11 +36,21 @@ class CompiledEngine:
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str], hash_names: Mapping[str, str] | None = None) -> CompiledEngine:
-        """Compile `{display path: text}`; `hash_names` maps display paths to bundle names."""
-        compilation = compile_sources(texts, stop_after="lower")  # analysis runs on demand (`warnings`)
-        if not compilation.ok:
-            raise PolicyError(compilation.diagnostics, render_all(compilation.errors, compilation.sources))
+        """Compile `{display path: text}`; `hash_names` maps display paths to bundle names.
+
+        Files whose bundle name is `data/**/*.json` are the bundle's data files; the rest are rules.
+        """
         names = hash_names or {p: p for p in texts}
+        rules = {p: t for p, t in texts.items() if not is_data_name(names[p])}
+        stray = [error("E008", "a JSON file outside `data/` is not part of a bundle", Span.point(p, 1, 1),
+                       "data files go under `data/`, e.g. data/vendors.json")
+                 for p in sorted(rules) if names[p].endswith(DATA_SUFFIX)]
+        if stray:
+            raise PolicyError(tuple(stray), render_all(stray, {}))
+        data = [DataFile(p, names[p], t) for p, t in texts.items() if is_data_name(names[p])]
+        compilation = compile_sources(rules, stop_after="lower", data=data)  # analysis runs on demand
+        if not compilation.ok:
+            raise PolicyError(compilation.diagnostics, render_all(compilation.errors, compilation.all_sources))
         digest = bundle_hash({names[p]: t for p, t in texts.items()})
         return cls(compile_policy(compilation.program, compilation.sources, digest, names), compilation)
 

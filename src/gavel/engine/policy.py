@@ -65,7 +65,11 @@ class CompiledPolicy:
 
 
 def bundle_hash(sources: Mapping[str, str]) -> str:
-    """`sha256:` + hex SHA-256 of the canonical JSON list of [path, sha256(content)], by path."""
+    """`sha256:` + hex SHA-256 of the canonical JSON list of [path, sha256(content)], by path.
+
+    The paths are bundle names: `.rules` files and data files (`data/vendors.json`) alike, so
+    a bundle without data files hashes as it always did.
+    """
     entries = [[path, hashlib.sha256(sources[path].encode("utf-8")).hexdigest()] for path in sorted(sources)]
     doc = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(doc.encode("utf-8")).hexdigest()

@@ -2,9 +2,9 @@
 
 Names resolve innermost first: quantifier variables, then the package's `let`s, then the
 request/fact roots (`action`, `agent`, `actors`, `rationale`, `context`, `confidence`, `mode`,
-`risk`, `now`). Paths are typed against `types.REQUEST_SCHEMA` and `types.FACT_SCHEMA`; an
-unknown member is an error with a did-you-mean. Expressions that fail to check become None and
-never reach the engine.
+`risk`, `now`) and `data` (the bundle's data files). Paths are typed against
+`types.REQUEST_SCHEMA` and `types.FACT_SCHEMA`; an unknown member is an error with a
+did-you-mean. Expressions that fail to check become None and never reach the engine.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from gavel.lang.functions import SIGNATURES
 from gavel.lang.source import Span
 from gavel.lang.types import (
     BOOL,
+    DATA_ROOT,
     DURATION,
     DYNAMIC,
     FACT_SCHEMA,
@@ -81,8 +82,9 @@ class _Scope:
 
 
 class Checker:
-    def __init__(self, modules: Sequence[ast.Module]):
+    def __init__(self, modules: Sequence[ast.Module], data_schema: dict | None = None):
         self.modules = modules
+        self.data_schema = data_schema  # the bundle's data file names; None when they are not known
         self.sink = DiagnosticSink()
         self.packages: dict[str, _Package] = {}
         self.let_ir: dict[tuple[str, str], ir.IExpr | None] = {}
@@ -401,6 +403,8 @@ class Checker:
                                 f"did you mean `risk.{hint}`?" if hint else "use risk.score or risk.tier")
                 return None
             return ir.RiskRef(rest[0], RISK_SCHEMA[rest[0]], span)
+        if head == DATA_ROOT:
+            return self._data_path(chain, span)
         if head not in REQUEST_SCHEMA:
             names = [*ctx.vars, *ctx.package.lets, *ROOTS]
             hint = did_you_mean(head, names)
@@ -441,6 +445,28 @@ class Checker:
             node = node[name]
         t = node if isinstance(node, Type) else OBJECT
         return ir.InputPath(source, chain, t, span)
+
+    def _data_path(self, chain: tuple[str, ...], span: Span):
+        """`data.<file>…`: dynamic below a file; the file names are checked when they are known."""
+        node = self.data_schema
+        if node is None:
+            return ir.InputPath(DATA_ROOT, chain, DYNAMIC if len(chain) > 1 else OBJECT, span)
+        for i, name in enumerate(chain[1:], 1):
+            if isinstance(node, Type):
+                return ir.InputPath(DATA_ROOT, chain, DYNAMIC, span)
+            if name not in node:
+                hint = did_you_mean(name, node)
+                where = ".".join(chain[: i + 1])
+                if hint:
+                    help_ = f"did you mean `{'.'.join((*chain[:i], hint))}`?"
+                elif node:
+                    help_ = f"`{'.'.join(chain[:i])}` has: {', '.join(sorted(node))}"
+                else:
+                    help_ = "this bundle has no data files; `data/NAME.json` is read as `data.NAME`"
+                self.sink.error("E101", f"unknown path `{where}`", span, help_)
+                return None
+            node = node[name]
+        return ir.InputPath(DATA_ROOT, chain, node if isinstance(node, Type) else OBJECT, span)
 
     def _x_Index(self, e: ast.Index, ctx: _Scope):
         obj, idx = self._expr(e.obj, ctx), self._expr(e.index, ctx)
@@ -693,7 +719,9 @@ def parse_time(text: str) -> datetime:
     return value
 
 
-def check_modules(modules: Sequence[ast.Module]) -> tuple[ir.ProgramIR, tuple[Diagnostic, ...]]:
-    checker = Checker(modules)
+def check_modules(modules: Sequence[ast.Module],
+                  data_schema: dict | None = None) -> tuple[ir.ProgramIR, tuple[Diagnostic, ...]]:
+    """Check the modules; `data_schema` (from `lang.data`) names the bundle's data files."""
+    checker = Checker(modules, data_schema)
     program = checker.run()
     return program, tuple(checker.sink.items)

@@ -3,27 +3,32 @@
 - constant sub-expressions are folded (`let large = small * 20` becomes a number);
 - lets whose value is a constant or a plain path are inlined, so the decision tree sees
   `agent.id in {"rogue-bot", …}` rather than a reference;
+- `data.*` paths become constants when the bundle's data files are given;
 - each rule's specificity is computed: the distinct request paths its `when` conditions and its
   package's `scope` read, through lets and quantifier collections (LANGUAGE.md §Combining 4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from gavel.lang import ir
 from gavel.lang.check import children
+from gavel.lang.data import read_data
 from gavel.lang.diagnostics import Diagnostic, DiagnosticSink
-from gavel.lang.types import counts_for_specificity
+from gavel.lang.types import DATA_ROOT, counts_for_specificity
 from gavel.lang.values import EvalError, arith, equal, get_index, get_member, member, negate, order
 
 _INLINE = (ir.Const, ir.InputPath, ir.Now, ir.RiskRef)
 
 
 class _Lowering:
-    def __init__(self, package: ir.PackageIR, sink: DiagnosticSink):
+    def __init__(self, package: ir.PackageIR, sink: DiagnosticSink, data: Mapping[str, Any] | None = None):
         self.package = package
         self.sink = sink
+        self.data = data
         self.raw_lets = dict(package.lets)
         self.lets: dict[str, ir.IExpr] = {}
         self.let_paths: dict[str, frozenset[str]] = {}
@@ -37,6 +42,8 @@ class _Lowering:
         if isinstance(e, ir.LetRef) and e.package == self.package.name:
             value = self.let(e.name)
             return value if isinstance(value, _INLINE) else e
+        if isinstance(e, ir.InputPath) and e.source == DATA_ROOT and self.data is not None:
+            return ir.Const(read_data(self.data, e.keys[1:]), e.type, e.span)
         kids = children(e)
         if not kids:
             return e
@@ -141,7 +148,9 @@ def _fold(e: ir.IExpr, vals: list):
     raise EvalError("cannot fold")  # pragma: no cover
 
 
-def lower_program(program: ir.ProgramIR) -> tuple[ir.ProgramIR, tuple[Diagnostic, ...]]:
+def lower_program(program: ir.ProgramIR,
+                  data: Mapping[str, Any] | None = None) -> tuple[ir.ProgramIR, tuple[Diagnostic, ...]]:
+    """Lower every package; `data` (the bundle's data file values) folds `data.*` into constants."""
     sink = DiagnosticSink()
-    packages = tuple(_Lowering(p, sink).run() for p in program.packages)
+    packages = tuple(_Lowering(p, sink, data).run() for p in program.packages)
     return ir.ProgramIR(packages, program.tests), tuple(sink.items)

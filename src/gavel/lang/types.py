@@ -115,7 +115,11 @@ KNOWN_VALUES: dict[tuple[str, ...], tuple[str, ...]] = {
 }
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
-ROOTS = ("action", "agent", "actors", "rationale", "context", "confidence", "mode", "risk", "now")
+# The bundle's data files (`data/vendors.json` is `data.vendors`): constants, typed `dynamic`
+# below a file name, never counted towards specificity.
+DATA_ROOT = "data"
+
+ROOTS = ("action", "agent", "actors", "rationale", "context", "confidence", "mode", "risk", "now", DATA_ROOT)
 
 
 def counts_for_specificity(keys: tuple[str, ...]) -> bool:

@@ -12,7 +12,7 @@ from gavel.app.agents import AgentFields
 from gavel.app.errors import FieldViolation, InvalidRequest
 from gavel.app.executions import ExecutionInput
 from gavel.app.requests import ACTION_FIELDS, ACTOR_FIELDS, DecideInput
-from gavel.v1 import admin_pb2, agent_pb2, approval_pb2, common_pb2, decision_pb2, evidence_pb2
+from gavel.v1 import admin_pb2, agent_pb2, approval_pb2, common_pb2, decision_pb2, evidence_pb2, policy_pb2
 
 MODE_NAMES = {common_pb2.MODE_MONITOR: "monitor", common_pb2.MODE_WARN: "warn",
               common_pb2.MODE_ENFORCE: "enforce", common_pb2.MODE_STRICT: "strict"}
@@ -296,6 +296,32 @@ def resolution(req: approval_pb2.ResolveApprovalRequest):
         raise _bad("approval_id", "required")
     return Resolution(req.approval_id, RESOLUTIONS[req.action], req.note, modified, req.escalate_to,
                       req.idempotency_key)
+
+
+def diagnostic(d: dict) -> policy_pb2.Diagnostic:
+    return policy_pb2.Diagnostic(severity=d["severity"], code=d["code"], message=d["message"], help=d.get("help", ""),
+                                 location=common_pb2.SourceLocation(file=d["file"], line=d["line"], column=d["column"]))
+
+
+def active_bundle(a: dict) -> policy_pb2.ActiveBundle:
+    out = policy_pb2.ActiveBundle(bundle_hash=a["bundle_hash"], version=a["version"],
+                                  environment=ENVIRONMENTS.get(a["environment"], 0))
+    _set_timestamp(out.activated_at, a["activated_at"])
+    return out
+
+
+def replay_result(r: dict) -> policy_pb2.ReplayResult:
+    if "summary" in r:
+        s = r["summary"]
+        return policy_pb2.ReplayResult(summary=policy_pb2.ReplaySummary(
+            evaluated=s["evaluated"], changed=s["changed"], transitions=s["transitions"],
+            bundle_hash=s["bundle_hash"]))
+    out = policy_pb2.ReplayResult(
+        decision_id=r["decision_id"], old_outcome=OUTCOMES[r["old_outcome"]], new_outcome=OUTCOMES[r["new_outcome"]],
+        old_reason_code=r["old_reason_code"], new_reason_code=r["new_reason_code"],
+        old_explain_json=r["old_explain_json"], new_explain_json=r["new_explain_json"])
+    _set_timestamp(out.decided_at, r["decided_at"])
+    return out
 
 
 def jwks_json(doc: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 
 import grpc
 
@@ -22,6 +23,8 @@ from gavel.v1 import (
     decision_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
 )
 
 STREAM_WINDOW = 64  # decisions in flight per DecideStream
@@ -126,6 +129,57 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
     async def ResolveApproval(self, request, context):
         task = await self.app.resolve_approval(current_principal.get(), convert.resolution(request))
         return convert.approval(task)
+
+
+class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
+    def __init__(self, app: Application):
+        self.app = app
+
+    async def ValidateRules(self, request, context):
+        r = self.app.validate_rules(dict(request.files))
+        return policy_pb2.ValidateRulesResponse(ok=r["ok"],
+                                                diagnostics=[convert.diagnostic(d) for d in r["diagnostics"]])
+
+    async def PublishBundle(self, request, context):
+        _required("bundle", request.bundle)
+        r = await self.app.publish_bundle(current_principal.get(), request.bundle, request.idempotency_key)
+        out = policy_pb2.PublishBundleResponse(bundle_hash=r["bundle_hash"], version=r["version"],
+                                               diagnostics=[convert.diagnostic(d) for d in r["diagnostics"]])
+        out.activated_at.FromDatetime(datetime.fromisoformat(r["activated_at"]))
+        return out
+
+    async def GetActiveBundle(self, request, context):
+        return convert.active_bundle(await self.app.active_bundle(current_principal.get()))
+
+    async def PromoteBundle(self, request, context):
+        _required("bundle_hash", request.bundle_hash)
+        return convert.active_bundle(await self.app.promote_bundle(current_principal.get(), request.bundle_hash,
+                                                                   request.idempotency_key))
+
+    async def RollbackBundle(self, request, context):
+        _required("bundle_hash", request.bundle_hash)
+        return convert.active_bundle(await self.app.rollback_bundle(current_principal.get(), request.bundle_hash,
+                                                                    request.idempotency_key))
+
+    async def ListBundleHistory(self, request, context):
+        page = await self.app.bundle_history(current_principal.get(), request.page_size, request.page_token)
+        out = policy_pb2.ListBundleHistoryResponse(next_page_token=page["next_page_token"])
+        for a in page["activations"]:
+            item = out.activations.add(bundle_hash=a["bundle_hash"], version=a["version"], action=a["action"],
+                                       by=a["by"])
+            item.activated_at.FromDatetime(datetime.fromisoformat(a["activated_at"]))
+        return out
+
+    async def ExplainDecision(self, request, context):
+        result = await self.app.explain(current_principal.get(), convert.decide_input(request.request),
+                                        request.bundle)
+        return convert.decision(result)
+
+    async def ReplayBundle(self, request, context):
+        _required("bundle", request.bundle)
+        since = request.since.ToTimedelta()
+        async for r in self.app.replay(current_principal.get(), request.bundle, since):
+            yield convert.replay_result(r)
 
 
 class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
@@ -240,10 +294,12 @@ def add_servicers(server: grpc.aio.Server, app: Application) -> list[str]:
     decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(app), server)
     evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(app), server)
     approval_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(app), server)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(app), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(app), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
     return [decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
             evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name,
             approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
+            policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
             agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name]

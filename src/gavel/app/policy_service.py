@@ -1,0 +1,218 @@
+"""PolicyService use cases (mixed into `Application`): validate, publish, promote, roll back,
+history, explain (a dry run) and replay (a candidate against recorded decisions)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+from gavel.app import budgets, ledger
+from gavel.app.decide import _result
+from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, InvalidTransition, NotFound
+from gavel.app.idempotency import once
+from gavel.app.model import StoredBundle
+from gavel.app.principal import Principal
+from gavel.app.requests import DecideInput, engine_request, validate
+
+log = logging.getLogger("gavel.policies")
+MAX_REPLAY_PAGE = 1000
+
+
+def diagnostic_dicts(diags) -> list[dict]:
+    return [d.to_dict() for d in diags]
+
+
+def _bundle_error(message: str, diags=()) -> InvalidRequest:
+    violations = tuple(FieldViolation(f"bundle/{d.span.file}:{d.span.line}:{d.span.column}",
+                                      f"{d.code}: {d.message}") for d in diags if d.is_error)
+    return InvalidRequest(message, violations or (FieldViolation("bundle", message),))
+
+
+class PolicyMixin:
+    # ---- compiling bundles (the edge between bytes and engines)
+
+    def _engine_of(self, archive: bytes):
+        """(bundle, engine) for an archive, or a typed refusal."""
+        from gavel.api import Engine, PolicyError
+        from gavel.bundles import BundleError, read_archive, signature_status
+
+        try:
+            bundle = read_archive(archive)
+        except BundleError as exc:
+            raise InvalidRequest(f"not a valid bundle: {exc}", (FieldViolation("bundle", str(exc)),)) from None
+        status = signature_status(bundle, self._publisher_key)
+        if status in ("invalid", "unknown_key") or (self.deps.require_signed_bundles and status != "valid"):
+            raise InvalidRequest(f"bundle signature refused: {status}",
+                                 (FieldViolation("bundle", f"signature {status}"),))
+        try:
+            engine = Engine.from_bundle(bundle)
+        except PolicyError as exc:
+            raise _bundle_error(f"the bundle does not compile:\n{exc}", exc.diagnostics) from None
+        return bundle, engine
+
+    def _publisher_key(self, kid: str):
+        return self.deps.publisher_keys.get(kid)
+
+    def _activate(self, p: Principal, environment: str, bundle, engine, action: str, archive: bytes | None,
+                  now: datetime, key: str = "") -> dict:
+        version = bundle.manifest.get("version", "")
+
+        def unit(uow):
+            def run() -> dict:
+                if archive is not None:
+                    uow.bundles.put(StoredBundle(p.tenant_id, engine.bundle_hash, archive, bundle.manifest, now))
+                act = uow.bundles.activate(p.tenant_id, environment, engine.bundle_hash, version, now, action,
+                                           p.principal)
+                ledger.record(uow, p.tenant_id, environment, type="bundle.activated", subject=engine.bundle_hash,
+                              at=now, random_bytes=self.deps.random_bytes,
+                              data={"bundle_hash": engine.bundle_hash, "version": version, "action": action,
+                                    "by": p.principal, "sequence": act.sequence})
+                return {"bundle_hash": engine.bundle_hash, "version": version, "activated_at": now.isoformat(),
+                        "environment": environment,
+                        "diagnostics": diagnostic_dicts(engine.compilation.warnings)}
+
+            return once(uow, tenant_id=p.tenant_id, environment=p.environment, operation=f"PolicyService.{action}",
+                        key=key, fields={"bundle_hash": engine.bundle_hash, "environment": environment}, now=now,
+                        run=run, replay=lambda r: r)
+
+        return unit
+
+    # ---- the RPCs
+
+    def validate_rules(self, files: dict[str, str]) -> dict:
+        from gavel.api import Engine, PolicyError
+
+        if not files:
+            raise InvalidRequest("files: give at least one .rules file", (FieldViolation("files", "empty"),))
+        if sum(len(t) for t in files.values()) > 16 * 1024 * 1024:
+            raise InvalidRequest("files: more than 16 MiB of text", (FieldViolation("files", "too large"),))
+        try:
+            engine = Engine.from_sources(files)
+        except PolicyError as exc:
+            return {"ok": False, "diagnostics": diagnostic_dicts(exc.diagnostics)}
+        return {"ok": True, "diagnostics": diagnostic_dicts(engine.warnings)}
+
+    async def publish_bundle(self, p: Principal, archive: bytes, key: str) -> dict:
+        bundle, engine = self._engine_of(archive)
+        now = self.deps.clock()
+        result = await self._write(p, self._activate(p, p.environment, bundle, engine, "publish", archive, now, key))
+        self.deps.policies.publish(p.tenant_id, p.environment, engine, result["version"], now)
+        return result
+
+    async def active_bundle(self, p: Principal) -> dict:
+        info = self.deps.policies.info(p.tenant_id, p.environment)
+        return {"bundle_hash": info.bundle_hash, "version": info.version, "environment": p.environment,
+                "activated_at": info.activated_at.isoformat() if info.activated_at else ""}
+
+    async def _stored(self, p: Principal, bundle_hash: str, environment: str):
+        from gavel.bundles import read_archive
+
+        def unit(uow):
+            stored = uow.bundles.get(p.tenant_id, bundle_hash)
+            ran = any(a.bundle_hash == bundle_hash for a in uow.bundles.history(p.tenant_id, environment, 100_000,
+                                                                                   None))
+            return stored, ran
+
+        stored, ran = await self.deps.store.read(unit)
+        if stored is None:
+            raise NotFound(f"no bundle `{bundle_hash}`")
+        bundle = read_archive(stored.archive)
+        _, engine = self._engine_of(stored.archive)
+        return bundle, engine, ran
+
+    async def promote_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
+        if p.environment != "live" or not p.is_admin:
+            raise Forbidden("promotion needs an admin key of the live environment")
+        bundle, engine, ran_in_test = await self._stored(p, bundle_hash, "test")
+        if not ran_in_test:
+            raise InvalidTransition(f"bundle `{bundle_hash}` was never published to TEST")
+        now = self.deps.clock()
+        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", None, now, key))
+        self.deps.policies.publish(p.tenant_id, "live", engine, result["version"], now)
+        return result
+
+    async def rollback_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
+        bundle, engine, ran = await self._stored(p, bundle_hash, p.environment)
+        if not ran:
+            raise InvalidTransition(f"bundle `{bundle_hash}` never ran in {p.environment}; publish or promote it")
+        now = self.deps.clock()
+        result = await self._write(p, self._activate(p, p.environment, bundle, engine, "rollback", None, now, key))
+        self.deps.policies.publish(p.tenant_id, p.environment, engine, result["version"], now)
+        return result
+
+    async def bundle_history(self, p: Principal, page_size: int, page_token: str) -> dict:
+        if page_token and not page_token.isdigit():
+            raise InvalidRequest("page_token is malformed", (FieldViolation("page_token", "malformed"),))
+        limit = min(page_size or 50, 1000)
+        rows = await self.deps.store.read(lambda uow: uow.bundles.history(
+            p.tenant_id, p.environment, limit + 1, int(page_token) if page_token else None))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"activations": [{"bundle_hash": a.bundle_hash, "version": a.version,
+                                 "activated_at": a.activated_at.isoformat(), "action": a.action, "by": a.by}
+                                for a in rows],
+                "next_page_token": str(rows[-1].sequence) if more and rows else ""}
+
+    async def explain(self, p: Principal, inp: DecideInput, archive: bytes) -> dict:
+        """A dry run: no record, no token, no reservation."""
+        validate(inp)
+        if archive:
+            _, engine = self._engine_of(archive)
+            version = "candidate"
+        else:
+            engine, version = self.deps.policies.active(p.tenant_id, p.environment)
+        now = self.deps.clock()
+
+        def facts(uow):
+            agent = uow.agents.get(p.tenant_id, p.environment, inp.agent_id)
+            return agent, budgets.facts_for(uow, agent, now)
+
+        agent, fact_doc = await self.deps.store.read(facts)
+        mode = inp.mode or (agent.default_mode if agent is not None else None) or "enforce"
+        d = engine.decide_at(engine_request(inp, mode), fact_doc, now)
+        enforced = mode in ("enforce", "strict")
+        state = ("approved" if d.outcome == "allow" or not enforced
+                 else "denied" if d.outcome == "deny" else "pending_approval")
+        return _result("", d, outcome=d.outcome, reason_code=d.reason_code, message=d.message, state=state,
+                       mode=mode, enforced=enforced, warnings=["dry run: nothing was recorded"], token="",
+                       agent_id=inp.agent_id, version=version, now=now, correlation_id=inp.correlation_id,
+                       approval=None)
+
+    async def replay(self, p: Principal, archive: bytes, since: timedelta) -> AsyncIterator[dict]:
+        """Changed decisions (dicts), then a final {"summary": …}."""
+        if since <= timedelta(0):
+            raise InvalidRequest("since must be a positive duration", (FieldViolation("since", "≤ 0"),))
+        _, engine = self._engine_of(archive)
+        now = self.deps.clock()
+        start = now - since
+        evaluated = changed = 0
+        transitions: dict[str, int] = {}
+        after = None
+        while True:
+            page = await self.deps.store.read(lambda uow, after=after: uow.decisions.between(
+                p.tenant_id, p.environment, start, now, after, MAX_REPLAY_PAGE))
+            if not page:
+                break
+            for record in page:
+                if record.reason_code.startswith("strict."):
+                    continue  # a STRICT-mode denial is not the rules' verdict
+                evaluated += 1
+                new = engine.decide_at(record.request, record.facts, record.created_at)
+                if new.outcome == record.outcome and new.reason_code == record.reason_code:
+                    continue
+                changed += 1
+                key = f"{record.outcome}→{new.outcome}"
+                transitions[key] = transitions.get(key, 0) + 1
+                yield {"decision_id": record.decision_id, "old_outcome": record.outcome, "new_outcome": new.outcome,
+                       "old_reason_code": record.reason_code, "new_reason_code": new.reason_code,
+                       "old_explain_json": record.result["explain"]["json"],
+                       "new_explain_json": _result("", new, outcome=new.outcome, reason_code=new.reason_code,
+                                                   message=new.message, state="", mode=record.mode, enforced=True,
+                                                   warnings=[], token="", agent_id=record.agent_id,
+                                                   version="candidate", now=record.created_at,
+                                                   correlation_id="", approval=None)["explain"]["json"],
+                       "decided_at": record.created_at.isoformat()}
+            after = (page[-1].created_at, page[-1].decision_id)
+        yield {"summary": {"evaluated": evaluated, "changed": changed, "transitions": transitions,
+                           "bundle_hash": engine.bundle_hash}}
