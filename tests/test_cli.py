@@ -86,3 +86,16 @@ def test_eval_and_test_report_policy_errors_with_exit_1(rules: Path) -> None:
     out = gavel("eval", "--rules", str(rules), "--input", "-", stdin="{}")
     assert out.returncode == 1 and "bad.rules:2:19" in out.stderr
     assert gavel("test", str(rules)).returncode == 1
+
+
+def test_check_reads_a_directorys_data_files(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "vendors.json").write_text('{"blocked": ["acme"]}')
+    (tmp_path / "p.rules").write_text('package p\nrule r deny "p.r" when action.entity in data.vendors.blocked\n')
+    assert gavel("check", str(tmp_path)).returncode == 0
+    (tmp_path / "p.rules").write_text('package p\nrule r deny "p.r" when action.entity in data.vendorz.blocked\n')
+    out = gavel("check", str(tmp_path))
+    assert out.returncode == 1 and "did you mean `data.vendors`?" in out.stdout
+    (tmp_path / "data" / "vendors.json").write_text('{"blocked": [1,}')
+    out = gavel("check", str(tmp_path))
+    assert out.returncode == 1 and "vendors.json:1:16: error[E008]" in out.stdout

@@ -40,22 +40,26 @@ def _print_policy_error(exc) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gavel.lang.data import DataFile, is_data_name
     from gavel.lang.pipeline import compile_sources
-    from gavel.sources import SourceError, read_rule_files
+    from gavel.sources import SourceError, read_bundle_files
 
     try:
-        files = read_rule_files(args.paths)
+        found = read_bundle_files(args.paths)
     except SourceError as exc:
         raise UsageError(str(exc)) from None
+    files = [f for f in found if not is_data_name(f.name)]
+    data = [DataFile(f.display, f.name, f.text) for f in found if is_data_name(f.name)]
     if not files:
         raise UsageError(f"no .rules files in {' '.join(args.paths)}")
-    comp = compile_sources({f.display: f.text for f in files})
+    # With a directory, its data files are known and `data.*` is checked against them.
+    comp = compile_sources({f.display: f.text for f in files}, data=data if data else None)
     diags = sort_diagnostics(comp.diagnostics)
     if args.format == "json":
         print(json.dumps({"ok": comp.ok, "diagnostics": [d.to_dict() for d in diags]}, indent=2))
     else:
         for d in diags:
-            print(render(d, comp.sources))
+            print(render(d, comp.all_sources))
             print()
         errors, warnings = len(comp.errors), len(comp.warnings)
         rules = sum(len(p.rules) for p in comp.program.packages) if comp.program else 0
