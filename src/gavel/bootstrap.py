@@ -7,15 +7,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gavel.adapters.db.migrate import migrate
 from gavel.adapters.db.store import SqlStore
 from gavel.adapters.keystore import FileSigningKeys
+from gavel.adapters.rest.egress import Egress
 from gavel.api import Engine
 from gavel.app.decide import Deps
 from gavel.app.policies import PolicyRegistry
+from gavel.app.ratelimit import FixedWindowLimiter
 from gavel.app.service import Application
 from gavel.app.tokens import TokenSettings
 from gavel.config import Settings
@@ -34,21 +37,38 @@ class Runtime:
     signing: FileSigningKeys
     policies: PolicyRegistry
     app: Application
+    limiter: FixedWindowLimiter
+    egress: Egress
 
     _background: list = field(default_factory=list)
 
+    def background_running(self) -> bool:
+        return bool(self._background) and not any(t.done() for t in self._background)
+
     def start_background(self) -> None:
         """Start the scheduled upkeep (token expiry sweep) on the running event loop."""
+        from gavel.adapters.rest.delivery import DeliveryWorker, RetryPolicy
         from gavel.app.maintenance import approvals_forever, checkpoint_forever, sweep_forever
 
         self._background.append(asyncio.create_task(sweep_forever(self.store, self.app.deps.clock)))
         self._background.append(asyncio.create_task(approvals_forever(self.app)))
+        s = self.settings
+        self._worker = DeliveryWorker(
+            self.store, clock=utc_now, timeout_seconds=s.webhook_timeout_seconds, per_endpoint=s.webhook_per_endpoint,
+            allow_private=s.webhook_allow_private,
+            retry=RetryPolicy(base_seconds=s.webhook_retry_base_seconds,
+                              cap_seconds=max(s.webhook_retry_cap_seconds, s.webhook_retry_base_seconds),
+                              max_attempts=s.webhook_max_attempts))
+        self._background.append(asyncio.create_task(self._worker.run_forever()))
         if self.settings.watch:
             self._background.append(asyncio.create_task(watch_rules(self)))
         self._background.append(asyncio.create_task(checkpoint_forever(
             self.app, self.settings.checkpoint_every_seconds, self.settings.checkpoint_every_events)))
 
     async def close(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            await worker.close()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -145,4 +165,6 @@ def build(settings: Settings) -> Runtime:
         clock=utc_now, random_bytes=os.urandom, sod_conflicts=settings.sod_conflicts,
         require_signed_bundles=settings.require_signed_bundles, publisher_keys=publisher_keys(settings),
     )
-    return Runtime(settings, store, signing, policies, Application(deps))
+    limiter = FixedWindowLimiter(settings.rate_limit_per_minute, time.monotonic)  # shared by gRPC and REST
+    egress = Egress(allow_private=settings.webhook_allow_private)  # the SSRF guard for webhook targets
+    return Runtime(settings, store, signing, policies, Application(deps), limiter, egress)

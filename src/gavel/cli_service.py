@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace):
 
     overrides = {k: v for k in ("grpc_addr", "http_addr", "data_dir", "database_url", "rules",
                                 "rate_limit_per_minute", "token_ttl_seconds", "sqlite_synchronous", "log_level",
-                                "watch", "require_signed_bundles", "bundle_keys")
+                                "watch", "require_signed_bundles", "bundle_keys", "webhook_allow_private")
                  if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**overrides)
@@ -74,8 +74,18 @@ async def _serve(runtime, dev: bool) -> int:
         print(f"gavel serve: {exc}", file=sys.stderr)
         await runtime.close()
         return 1
+    from gavel.adapters.rest.server import RestServer
+
+    rest = RestServer(runtime, runtime.egress, server)
+    try:
+        http_port = await rest.start(settings.http_addr)
+    except OSError as exc:
+        print(f"gavel serve: cannot listen on {settings.http_addr}: {exc.strerror}", file=sys.stderr)
+        await server.stop(0)
+        return 1
     host = settings.grpc_addr.rpartition(":")[0]
-    print(f"gavel: serving gRPC on {host}:{port} (rules: {settings.rules}, store: "
+    print(f"gavel: serving gRPC on {host}:{port} and HTTP on {settings.http_addr.rpartition(':')[0]}:{http_port} "
+          f"(rules: {settings.rules}, store: "
           f"{'sqlite' if settings.store_url.startswith('sqlite') else 'postgresql'})", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,6 +93,7 @@ async def _serve(runtime, dev: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("gavel: draining…", file=sys.stderr, flush=True)
+    await rest.stop()
     await server.stop(settings.drain_seconds)
     print("gavel: stopped", file=sys.stderr, flush=True)
     return 0
@@ -254,6 +265,8 @@ def register(sub) -> None:
     p.add_argument("--require-signed-bundles", action="store_true", default=None,
                    help="refuse published bundles that are unsigned or not signed by --bundle-keys")
     p.add_argument("--bundle-keys", help="JWKS file of trusted bundle publishers (GAVEL_BUNDLE_KEYS)")
+    p.add_argument("--webhook-allow-private", action="store_true", default=None,
+                   help="let webhooks target loopback, private and link-local addresses")
     p.set_defaults(run=cmd_serve)
 
     tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="tenants_cmd", required=True)

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
     watch: bool = False  # reload --rules on change
+    webhook_allow_private: bool = False  # let webhooks target loopback, private and link-local addresses
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_retry_base_seconds: float = Field(1.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(600.0, gt=0)
+    webhook_max_attempts: int = Field(10, ge=1)
+    webhook_per_endpoint: int = Field(4, ge=1)
     require_signed_bundles: bool = False
     bundle_keys: Path | None = None  # a JWKS file of the publishers whose signatures PublishBundle accepts
     sod_role_conflicts: str = ""  # "ap_clerk:vendor_admin,…": a key with the first role may not approve for the second

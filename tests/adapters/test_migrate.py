@@ -42,7 +42,7 @@ def head(url: str) -> str:
 def test_the_migrated_schema_is_exactly_the_tables(empty_database_url: str) -> None:
     migrate(empty_database_url)
     assert schema_difference(empty_database_url) == []
-    assert current_revision(empty_database_url) == head(empty_database_url) == "0004"
+    assert current_revision(empty_database_url) == head(empty_database_url) == "0005"
 
 
 def test_migrating_twice_changes_nothing(empty_database_url: str) -> None:
@@ -58,7 +58,7 @@ def test_migrating_twice_changes_nothing(empty_database_url: str) -> None:
         assert sorted(inspect(engine).get_table_names()) == tables_before
     finally:
         engine.dispose()
-    assert current_revision(empty_database_url) == "0004"
+    assert current_revision(empty_database_url) == "0005"
     assert schema_difference(empty_database_url) == []
 
 
@@ -79,7 +79,7 @@ def test_concurrent_migrations_from_threads_are_safe(empty_database_url: str) ->
     for thread in threads:
         thread.join()
     assert errors == []
-    assert current_revision(empty_database_url) == "0004"
+    assert current_revision(empty_database_url) == "0005"
     assert schema_difference(empty_database_url) == []
 
 
@@ -102,7 +102,7 @@ def test_concurrent_migrations_from_processes_are_safe(empty_database_url: str) 
     ]
     outputs = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0] * 4, [err for _, err in outputs]
-    assert current_revision(empty_database_url) == "0004"
+    assert current_revision(empty_database_url) == "0005"
     assert schema_difference(empty_database_url) == []
 
 
@@ -110,4 +110,4 @@ def test_alembic_config_needs_no_ini_file(empty_database_url: str) -> None:
     config = alembic_config(empty_database_url)
     assert config.config_file_name is None
     revisions = [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
-    assert revisions == ["0004", "0003", "0002", "0001"]
+    assert revisions == ["0005", "0004", "0003", "0002", "0001"]

@@ -28,7 +28,8 @@ def free_port() -> int:
 
 def env_for(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAVEL_")}
-    env.update(GAVEL_DATA_DIR=str(tmp_path / "data"), GAVEL_RULES=str(tmp_path / "rules"))
+    env.update(GAVEL_DATA_DIR=str(tmp_path / "data"), GAVEL_RULES=str(tmp_path / "rules"),
+               GAVEL_HTTP_ADDR="127.0.0.1:0")
     return env
 
 

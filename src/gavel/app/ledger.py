@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gavel.app import webhooks
 from gavel.app.ids import new_id
 from gavel.app.model import LedgerEvent
 from gavel.app.ports import UnitOfWork
@@ -45,4 +46,5 @@ def record(uow: UnitOfWork, tenant_id: str, environment: str, *, type: str, subj
     event = LedgerEvent(tenant_id, environment, sequence, event_id, type, subject, text, prev,
                         event_hash(prev, text), at)
     uow.ledger.append(event)
+    webhooks.enqueue(uow, event, data, random_bytes)  # the outbox row, in the same transaction
     return event

@@ -228,3 +228,41 @@ class Activation:
     activated_at: datetime
     action: str  # publish | promote | rollback
     by: str
+
+
+WEBHOOK_EVENTS = ("authorization.decided", "approval.requested", "approval.recorded", "execution.confirmed",
+                  "execution.failed", "reconciliation.completed", "incident.opened", "agent.status_changed")
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    endpoint_id: str
+    tenant_id: str
+    environment: str
+    url: str
+    events: tuple[str, ...]
+    enabled: bool
+    description: str
+    secret: str  # the HMAC key; shown to the caller once, kept to sign deliveries
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one endpoint: the outbox row, written in the transaction of its change."""
+
+    delivery_id: str  # stable across retries (X-Gavel-Delivery-Id)
+    tenant_id: str
+    environment: str
+    endpoint_id: str
+    event: str
+    body: str  # the exact JSON body POSTed: {"id", "type", "created_at", "data"}
+    status: str  # pending | delivered | failed | dead
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None = None
+    lease_until: datetime | None = None  # a worker holds it until then (one delivery per attempt)

@@ -20,6 +20,7 @@ from gavel.app.model import (
     ApprovalRecord,
     CheckpointRecord,
     DecisionRecord,
+    Delivery,
     ExecutionRecord,
     IdempotencyRecord,
     LedgerEvent,
@@ -27,6 +28,7 @@ from gavel.app.model import (
     StoredBundle,
     Tenant,
     TokenRecord,
+    WebhookEndpoint,
 )
 
 T = TypeVar("T")
@@ -135,6 +137,23 @@ class BundleRepo(Protocol):
     def latest_everywhere(self) -> list[Activation]: ...
 
 
+class WebhookRepo(Protocol):
+    def add(self, endpoint: WebhookEndpoint) -> None: ...
+    def get(self, tenant_id: str, environment: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+    def by_id(self, endpoint_id: str) -> WebhookEndpoint | None: ...
+    def list(self, tenant_id: str, environment: str) -> list[WebhookEndpoint]: ...
+    def update(self, endpoint: WebhookEndpoint) -> None: ...
+    def delete(self, tenant_id: str, environment: str, endpoint_id: str) -> bool: ...
+
+
+class DeliveryRepo(Protocol):
+    def add(self, delivery: Delivery) -> None: ...
+    def get(self, delivery_id: str) -> Delivery | None: ...
+    def recent(self, endpoint_id: str, limit: int) -> list[Delivery]: ...
+    def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Delivery]: ...  # leased, due
+    def save(self, delivery: Delivery) -> None: ...
+
+
 class UnitOfWork(Protocol):
     tenants: TenantRepo
     keys: ApiKeyRepo
@@ -147,6 +166,8 @@ class UnitOfWork(Protocol):
     ledger: LedgerRepo
     approvals: ApprovalRepo
     bundles: BundleRepo
+    webhooks: WebhookRepo
+    deliveries: DeliveryRepo
     checkpoints: CheckpointRepo
 
 

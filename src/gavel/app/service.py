@@ -18,9 +18,10 @@ from gavel.app.keys import KeyCache, check_record, hash_key, parse_key
 from gavel.app.policy_service import PolicyMixin
 from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput
+from gavel.app.webhook_service import WebhookMixin
 
 
-class Application(EvidenceMixin, ApprovalMixin, PolicyMixin):
+class Application(EvidenceMixin, ApprovalMixin, PolicyMixin, WebhookMixin):
     def __init__(self, deps: Deps):
         self.deps = deps
         self.decisions = DecideUseCase(deps)

@@ -28,6 +28,7 @@ from gavel.app.model import (
     ApprovalRecord,
     CheckpointRecord,
     DecisionRecord,
+    Delivery,
     ExecutionRecord,
     IdempotencyRecord,
     LedgerEvent,
@@ -35,6 +36,7 @@ from gavel.app.model import (
     StoredBundle,
     Tenant,
     TokenRecord,
+    WebhookEndpoint,
 )
 from gavel.app.ports import Conflict
 
@@ -548,3 +550,81 @@ class SqlBundleRepo:
             c.tenant_id == newest.c.tenant_id, c.environment == newest.c.environment,
             c.sequence == newest.c.sequence))
         return [Activation(**row._mapping) for row in self._connection.execute(query)]
+
+
+class SqlWebhookRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, endpoint: WebhookEndpoint) -> None:
+        _insert_unique(self._connection, tables.webhook_endpoints, _values(endpoint), "webhook")
+
+    def get(self, tenant_id: str, environment: str, endpoint_id: str) -> WebhookEndpoint | None:
+        c = tables.webhook_endpoints.c
+        row = self._connection.execute(select(tables.webhook_endpoints).where(
+            c.tenant_id == tenant_id, c.environment == environment, c.endpoint_id == endpoint_id)).first()
+        return _record(WebhookEndpoint, row)
+
+    def by_id(self, endpoint_id: str) -> WebhookEndpoint | None:
+        c = tables.webhook_endpoints.c
+        return _record(WebhookEndpoint, self._connection.execute(
+            select(tables.webhook_endpoints).where(c.endpoint_id == endpoint_id)).first())
+
+    def list(self, tenant_id: str, environment: str) -> list[WebhookEndpoint]:
+        c = tables.webhook_endpoints.c
+        query = (select(tables.webhook_endpoints).where(c.tenant_id == tenant_id, c.environment == environment)
+                 .order_by(c.created_at, c.endpoint_id))
+        return [WebhookEndpoint(**row._mapping) for row in self._connection.execute(query)]
+
+    def update(self, endpoint: WebhookEndpoint) -> None:
+        c = tables.webhook_endpoints.c
+        self._connection.execute(update(tables.webhook_endpoints).where(c.endpoint_id == endpoint.endpoint_id)
+                                 .values(**_values(endpoint)))
+
+    def delete(self, tenant_id: str, environment: str, endpoint_id: str) -> bool:
+        c = tables.webhook_endpoints.c
+        statement = (tables.webhook_endpoints.delete()
+                     .where(c.tenant_id == tenant_id, c.environment == environment, c.endpoint_id == endpoint_id)
+                     .execution_options(preserve_rowcount=True))
+        return self._connection.execute(statement).rowcount == 1
+
+
+class SqlDeliveryRepo:
+    """The outbox. `claim` leases due rows (FOR UPDATE SKIP LOCKED on PostgreSQL), so no two
+    workers — threads or replicas — send the same delivery at the same time."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, delivery: Delivery) -> None:
+        _insert_unique(self._connection, tables.webhook_deliveries, _values(delivery), "delivery")
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        c = tables.webhook_deliveries.c
+        return _record(Delivery, self._connection.execute(
+            select(tables.webhook_deliveries).where(c.delivery_id == delivery_id)).first())
+
+    def recent(self, endpoint_id: str, limit: int) -> list[Delivery]:
+        c = tables.webhook_deliveries.c
+        query = (select(tables.webhook_deliveries).where(c.endpoint_id == endpoint_id)
+                 .order_by(c.created_at.desc(), c.delivery_id.desc()).limit(limit))
+        return [Delivery(**row._mapping) for row in self._connection.execute(query)]
+
+    def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Delivery]:
+        c = tables.webhook_deliveries.c
+        query = (select(tables.webhook_deliveries)
+                 .where(c.status == "pending", c.next_attempt_at <= now,
+                        or_(c.lease_until.is_(None), c.lease_until <= now))
+                 .order_by(c.next_attempt_at, c.delivery_id).limit(limit)
+                 .with_for_update(skip_locked=True))
+        rows = [Delivery(**row._mapping) for row in self._connection.execute(query)]
+        if rows:
+            self._connection.execute(update(tables.webhook_deliveries)
+                                     .where(c.delivery_id.in_([r.delivery_id for r in rows]))
+                                     .values(lease_until=lease_until))
+        return rows
+
+    def save(self, delivery: Delivery) -> None:
+        c = tables.webhook_deliveries.c
+        self._connection.execute(update(tables.webhook_deliveries).where(c.delivery_id == delivery.delivery_id)
+                                 .values(**_values(delivery)))

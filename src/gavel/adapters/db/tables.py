@@ -266,3 +266,40 @@ activations = Table(
     Column("by", Text, nullable=False),
     PrimaryKeyConstraint("tenant_id", "environment", "sequence"),
 )
+
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("endpoint_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", StringTuple, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    Column("updated_at", UtcMicroseconds, nullable=False),
+    Index(None, "tenant_id", "environment"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("endpoint_id", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", BigInteger, nullable=False),
+    Column("next_attempt_at", UtcMicroseconds, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("created_at", UtcMicroseconds, nullable=False),
+    Column("delivered_at", UtcMicroseconds, nullable=True),
+    Column("lease_until", UtcMicroseconds, nullable=True),
+    Index(None, "status", "next_attempt_at"),  # the worker's queue
+    Index(None, "endpoint_id", "created_at"),  # recent deliveries of an endpoint
+)

@@ -15,12 +15,14 @@ from gavel.adapters.db.repositories import (
     SqlBundleRepo,
     SqlCheckpointRepo,
     SqlDecisionRepo,
+    SqlDeliveryRepo,
     SqlExecutionRepo,
     SqlIdempotencyRepo,
     SqlLedgerRepo,
     SqlSpendRepo,
     SqlTenantRepo,
     SqlTokenRepo,
+    SqlWebhookRepo,
 )
 
 
@@ -33,6 +35,8 @@ class SqlUnitOfWork:
         self.ledger = SqlLedgerRepo(connection)
         self.approvals = SqlApprovalRepo(connection)
         self.bundles = SqlBundleRepo(connection)
+        self.webhooks = SqlWebhookRepo(connection)
+        self.deliveries = SqlDeliveryRepo(connection)
         self.checkpoints = SqlCheckpointRepo(connection)
         self.tokens = SqlTokenRepo(connection)
         self.spend = SqlSpendRepo(connection)

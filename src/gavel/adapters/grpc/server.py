@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 import grpc
 from grpc_health.v1 import _async as health_async
@@ -14,7 +13,6 @@ from grpc_reflection.v1alpha import reflection
 
 from gavel.adapters.grpc.interceptors import GavelInterceptor
 from gavel.adapters.grpc.servicers import add_servicers
-from gavel.app.ratelimit import FixedWindowLimiter
 from gavel.bootstrap import Runtime
 
 log = logging.getLogger("gavel.server")
@@ -30,12 +28,12 @@ class GrpcServer:
         self.port = 0
         self._probe: asyncio.Task | None = None
         self._draining = False
+        self._store_ok = False
 
     async def start(self, addr: str) -> int:
         s = self.runtime.settings
-        limiter = FixedWindowLimiter(s.rate_limit_per_minute, time.monotonic)
         server = grpc.aio.server(
-            interceptors=[GavelInterceptor(self.runtime.app.authenticate, limiter)],
+            interceptors=[GavelInterceptor(self.runtime.app.authenticate, self.runtime.limiter)],
             options=[("grpc.max_receive_message_length", s.max_message_bytes),
                      ("grpc.max_send_message_length", s.max_message_bytes),
                      ("grpc.so_reuseport", 0)],
@@ -54,7 +52,12 @@ class GrpcServer:
         self._probe = asyncio.create_task(self._watch_store())
         return self.port
 
+    @property
+    def serving(self) -> bool:
+        return self.server is not None and not self._draining and self._store_ok
+
     async def _set_health(self, ok: bool) -> None:
+        self._store_ok = ok
         status = SERVING if ok and not self._draining else NOT_SERVING
         await self.health.set("", status)
         for name in ("gavel.v1.DecisionService",):

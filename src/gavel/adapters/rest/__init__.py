@@ -1,0 +1,1 @@
+"""The REST shim: routes, webhook delivery and its egress guard."""
