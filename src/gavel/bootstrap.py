@@ -60,6 +60,12 @@ class Runtime:
                               cap_seconds=max(s.webhook_retry_cap_seconds, s.webhook_retry_base_seconds),
                               max_attempts=s.webhook_max_attempts))
         self._background.append(asyncio.create_task(self._worker.run_forever()))
+        self._background.append(asyncio.create_task(follow_activations(self)))
+        if self.settings.store_url.startswith("postgresql"):
+            from gavel.adapters.db.listen import listen_forever
+
+            self._background.append(asyncio.create_task(listen_forever(self.settings.store_url,
+                                                                       self.app.events.notify)))
         if self.settings.watch:
             self._background.append(asyncio.create_task(watch_rules(self)))
         self._background.append(asyncio.create_task(checkpoint_forever(
@@ -76,6 +82,37 @@ class Runtime:
                 await task
         self._background.clear()
         await self.store.close()
+
+
+async def follow_activations(runtime: Runtime, tick: float = 0.5) -> None:
+    """Bundles published or promoted through another replica become active here within a tick."""
+    from gavel.app.ports import StoreUnavailable
+
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            latest = await runtime.store.read(lambda uow: uow.bundles.latest_everywhere())
+        except StoreUnavailable:
+            continue
+        for activation in latest:
+            info = runtime.policies.info(activation.tenant_id, activation.environment)
+            if info.published and info.bundle_hash == activation.bundle_hash and info.activated_at is not None \
+                    and info.activated_at >= activation.activated_at:
+                continue
+            try:
+                await asyncio.to_thread(_activate_stored, runtime, activation)
+            except Exception as exc:  # a bundle that no longer compiles must not stop the loop
+                log.error("cannot activate %s for %s/%s: %s", activation.bundle_hash, activation.tenant_id,
+                          activation.environment, exc)
+
+
+def _activate_stored(runtime: Runtime, activation) -> None:
+    from gavel.bundles import read_archive
+
+    stored = runtime.store.run_sync(lambda uow: uow.bundles.get(activation.tenant_id, activation.bundle_hash))
+    engine = Engine.from_bundle(read_archive(stored.archive))
+    runtime.policies.publish(activation.tenant_id, activation.environment, engine, activation.version,
+                             activation.activated_at)
 
 
 async def watch_rules(runtime: Runtime, tick: float = 0.5) -> None:
@@ -153,7 +190,7 @@ def build(settings: Settings) -> Runtime:
     engine = Engine.from_bundle(bundle_from_directory(settings.rules))
     for w in engine.compilation.warnings:  # checker warnings; `gavel check` also runs the analysis
         log.warning("%s", w.headline())
-    signing = FileSigningKeys(settings.data_dir)
+    signing = FileSigningKeys(settings.data_dir, path=settings.signing_keys_file)
     signing.ensure()
     store = open_store(settings)
     policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}", activated_at=utc_now())

@@ -26,7 +26,8 @@ def _settings(args: argparse.Namespace):
 
     overrides = {k: v for k in ("grpc_addr", "http_addr", "data_dir", "database_url", "rules",
                                 "rate_limit_per_minute", "token_ttl_seconds", "sqlite_synchronous", "log_level",
-                                "watch", "require_signed_bundles", "bundle_keys", "webhook_allow_private")
+                                "watch", "require_signed_bundles", "bundle_keys", "webhook_allow_private",
+                                "signing_keys_file")
                  if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**overrides)
@@ -37,6 +38,7 @@ def _settings(args: argparse.Namespace):
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="SQLite file and signing keys (default ./.gavel; GAVEL_DATA_DIR)")
+    p.add_argument("--signing-keys-file", help="the signing key set; replicas share one (GAVEL_SIGNING_KEYS_FILE)")
     p.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://… (GAVEL_DATABASE_URL)")
 
 
@@ -168,7 +170,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from gavel.adapters.keystore import FileSigningKeys
 
     settings = _settings(args)
-    keys = FileSigningKeys(settings.data_dir)
+    keys = FileSigningKeys(settings.data_dir, path=settings.signing_keys_file)
     keys.ensure()
     rotated = keys.rotate(datetime.now(UTC), timedelta(days=settings.retired_key_retention_days))
     print(f"new signing key {rotated.active.kid}; {len(rotated.retired)} retired key(s) still trusted")

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
     watch: bool = False  # reload --rules on change
+    signing_keys_file: Path | None = None  # default: <data_dir>/signing-keys.json; replicas share one file
     webhook_allow_private: bool = False  # let webhooks target loopback, private and link-local addresses
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_retry_base_seconds: float = Field(1.0, gt=0)

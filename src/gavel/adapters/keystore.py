@@ -38,6 +38,25 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _create_exclusively(path: Path, text: str) -> None:
+    """Create the key file unless another process (a replica starting at the same moment) just
+    did: the first one wins and everybody loads its keys."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if the file exists: never replaces someone else's keys
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _encode(keys: KeySet) -> str:
     doc = {
         "active": {"seed": b64url_encode(keys.active.seed), "kid": keys.active.kid},
@@ -60,8 +79,9 @@ def _decode(text: str) -> KeySet:
 
 class FileSigningKeys:
     def __init__(self, data_dir: str | os.PathLike, random_bytes: Callable[[int], bytes] = os.urandom,
-                 clock: Callable[[], float] = time.monotonic):
-        self.path = Path(data_dir) / FILE_NAME
+                 clock: Callable[[], float] = time.monotonic, path: str | os.PathLike | None = None):
+        # Replicas share one key set by pointing `path` at the same (secret) file.
+        self.path = Path(path) if path is not None else Path(data_dir) / FILE_NAME
         self._random = random_bytes
         self._clock = clock
         self._lock = threading.Lock()
@@ -73,7 +93,7 @@ class FileSigningKeys:
         """Load the key set, creating the file on first use."""
         with self._lock:
             if not self.path.exists():
-                _write_private(self.path, _encode(KeySet(Ed25519KeyPair.from_seed(self._random(32)))))
+                _create_exclusively(self.path, _encode(KeySet(Ed25519KeyPair.from_seed(self._random(32)))))
             return self._load()
 
     def _load(self) -> KeySet:

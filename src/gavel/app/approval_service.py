@@ -87,7 +87,7 @@ class ApprovalMixin:
         return {"approvals": [task_dict(t) for t in rows],
                 "next_page_token": rows[-1].approval_id if more and rows else ""}
 
-    async def watch_approvals(self, p: Principal, role: str, cursor: str, idle_poll: float = 1.0):
+    async def watch_approvals(self, p: Principal, role: str, cursor: str, idle_poll: float = 0.5):
         """(task dict, cursor, snapshot?) — pending tasks first, then every change after the cursor."""
         roles = self._visible_roles(p, role)
         visible = (lambda t: True) if roles is None else (lambda t: t.role in roles or t.original_role in roles)
@@ -123,7 +123,7 @@ class ApprovalMixin:
                 await self.events.wait(idle_poll)
             position = position_after
 
-    async def wait_decision(self, p: Principal, decision_id: str, idle_poll: float = 1.0):
+    async def wait_decision(self, p: Principal, decision_id: str, idle_poll: float = 0.5):
         """The decision now, then every change, until it is final."""
         last = None
         while True:

@@ -60,7 +60,7 @@ class EvidenceMixin:
         keys = self.deps.signing.keyset()
         return await self.deps.store.read(lambda uow: verify_ledger(uow, keys, p.tenant_id, p.environment, now))
 
-    async def stream_events(self, p: Principal, from_sequence: int, idle_poll: float = 1.0):
+    async def stream_events(self, p: Principal, from_sequence: int, idle_poll: float = 0.5):
         """The ledger from `from_sequence`, then live; ends when the caller stops iterating."""
         sequence = max(1, from_sequence)
         while True:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from gavel.app.errors import IdempotencyConflict
 from gavel.app.model import IdempotencyRecord
-from gavel.app.ports import UnitOfWork
+from gavel.app.ports import Conflict, RetryUnit, UnitOfWork
 from gavel.ledger.canonical import canonical_bytes, sha256_hex_digest
 
 T = TypeVar("T")
@@ -35,5 +35,8 @@ def once(uow: UnitOfWork, *, tenant_id: str, environment: str, operation: str, k
                 metadata={"operation": operation})
         return replay(seen.response)
     response = run()
-    uow.idempotency.put(IdempotencyRecord(tenant_id, environment, operation, key, digest, response, now))
+    try:
+        uow.idempotency.put(IdempotencyRecord(tenant_id, environment, operation, key, digest, response, now))
+    except Conflict:  # the same key was committed meanwhile (another replica): run again, replay
+        raise RetryUnit(f"idempotency key `{key}` was used concurrently") from None
     return response

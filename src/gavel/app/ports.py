@@ -42,6 +42,11 @@ class Conflict(Exception):
     """A uniqueness constraint was violated (the record already exists)."""
 
 
+class RetryUnit(Exception):
+    """The unit lost a race with another writer (another replica committed first). The store
+    rolls the unit back and runs it again, and the second run sees what the winner wrote."""
+
+
 class TenantRepo(Protocol):
     def add(self, tenant: Tenant) -> None: ...  # raises Conflict on a duplicate id or name
     def get(self, tenant_id: str) -> Tenant | None: ...

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, Table, and_, bindparam, or_, select, update
 from sqlalchemy import func as sa_func
+from sqlalchemy import text as sa_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -38,7 +39,7 @@ from gavel.app.model import (
     TokenRecord,
     WebhookEndpoint,
 )
-from gavel.app.ports import Conflict
+from gavel.app.ports import Conflict, RetryUnit
 
 R = TypeVar("R")
 
@@ -339,6 +340,8 @@ _HEAD = select(_heads.last_sequence, _heads.last_hash).where(
     _heads.tenant_id == bindparam("t"), _heads.environment == bindparam("e"))
 _HEAD_LOCKED = _HEAD.with_for_update()
 _INSERT_EVENT = tables.ledger_events.insert()
+LEDGER_CHANNEL = "gavel_ledger"
+_NOTIFY = sa_text("SELECT pg_notify(:c, :p)")
 _INSERT_HEAD = tables.ledger_heads.insert()
 _MOVE_HEAD = (update(tables.ledger_heads)
               .where(_heads.tenant_id == bindparam("t"), _heads.environment == bindparam("e"))
@@ -356,7 +359,16 @@ class SqlLedgerRepo:
 
     def head(self, tenant_id: str, environment: str, lock: bool = True) -> tuple[int, bytes] | None:
         query = _HEAD_LOCKED if lock else _HEAD
-        row = self._connection.execute(query, {"t": tenant_id, "e": environment}).first()
+        params = {"t": tenant_id, "e": environment}
+        row = self._connection.execute(query, params).first()
+        if row is None and lock:
+            # The chain's first append: create an empty head (or wait for the writer that just
+            # did) so that there is a row to lock — otherwise two replicas could both write event 1.
+            with contextlib.suppress(Conflict):
+                _insert_unique(self._connection, tables.ledger_heads,
+                               {"tenant_id": tenant_id, "environment": environment, "last_sequence": 0,
+                                "last_hash": bytes(32)}, "ledger head")
+            row = self._connection.execute(query, params).first()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def append(self, event: LedgerEvent) -> None:
@@ -370,6 +382,8 @@ class SqlLedgerRepo:
         if self._connection.execute(_MOVE_HEAD, params).rowcount != 1:
             self._connection.execute(_INSERT_HEAD, {"tenant_id": event.tenant_id, "environment": event.environment,
                                                     "last_sequence": event.sequence, "last_hash": event.hash})
+        if self._connection.dialect.name == "postgresql":  # wake every replica's streams at commit
+            self._connection.execute(_NOTIFY, {"c": LEDGER_CHANNEL, "p": f"{event.tenant_id}/{event.environment}"})
 
     def events(self, tenant_id: str, environment: str, from_sequence: int, limit: int) -> list[LedgerEvent]:
         c = tables.ledger_events.c
@@ -530,7 +544,10 @@ class SqlBundleRepo:
             select(c.sequence).where(c.tenant_id == tenant_id, c.environment == environment)
             .order_by(c.sequence.desc()).limit(1).with_for_update()).first()
         record = Activation(tenant_id, environment, (last[0] if last else 0) + 1, bundle_hash, version, at, action, by)
-        _insert_unique(self._connection, tables.activations, _values(record), "activation")
+        try:
+            _insert_unique(self._connection, tables.activations, _values(record), "activation")
+        except Conflict:  # another replica activated at the same moment: run again after it
+            raise RetryUnit("a concurrent activation took this sequence number") from None
         return record
 
     def history(self, tenant_id: str, environment: str, limit: int, before: int | None) -> list[Activation]:

@@ -28,11 +28,12 @@ from sqlalchemy import Engine, text
 from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_path
 from gavel.adapters.db.errors import translated, unavailable
 from gavel.adapters.db.unit_of_work import SqlUnitOfWork
-from gavel.app.ports import StoreUnavailable, UnitOfWork
+from gavel.app.ports import RetryUnit, StoreUnavailable, UnitOfWork
 
 T = TypeVar("T")
 
 PING_TIMEOUT_S = 2.0
+RETRIES = 3  # runs of a unit that lost a race with another writer (RetryUnit)
 
 
 @dataclass(eq=False)
@@ -217,15 +218,22 @@ class SqlStore:
         try:
             with self._writer_engine.connect() as connection, connection.begin():
                 for pending in live:
-                    savepoint = connection.begin_nested()
-                    try:
-                        pending.result = pending.unit(SqlUnitOfWork(connection))
-                    except Exception as error:
-                        savepoint.rollback()  # if this fails too, the whole batch fails below
-                        pending.error = translated(error)
-                    else:
-                        savepoint.commit()
-                        pending.savepoint_released = True
+                    for attempt in range(RETRIES + 1):
+                        savepoint = connection.begin_nested()
+                        try:
+                            pending.result = pending.unit(SqlUnitOfWork(connection))
+                        except RetryUnit as error:  # lost a race: run it again, it will see the winner
+                            savepoint.rollback()
+                            if attempt == RETRIES:
+                                pending.error = unavailable(error)
+                            continue
+                        except Exception as error:
+                            savepoint.rollback()  # if this fails too, the whole batch fails below
+                            pending.error = translated(error)
+                        else:
+                            savepoint.commit()
+                            pending.savepoint_released = True
+                        break
             self.committed_batches += 1
             self.committed_writes += sum(pending.savepoint_released for pending in live)
         except BaseException as error:  # the writer thread must survive anything a unit does
