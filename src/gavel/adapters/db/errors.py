@@ -31,6 +31,15 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
+_LOST_RACE = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
+def lost_race(error: BaseException) -> bool:
+    """PostgreSQL chose this transaction as a deadlock or serialization victim: retrying the
+    whole transaction (after its locks are gone) is the cure."""
+    return isinstance(error, exc.DBAPIError) and getattr(error.orig, "sqlstate", None) in _LOST_RACE
+
+
 def unavailable(error: BaseException) -> StoreUnavailable:
     """A StoreUnavailable that says what went wrong, without SQL text or parameters."""
     if isinstance(error, StoreUnavailable):

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, text
 
 from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_path
-from gavel.adapters.db.errors import translated, unavailable
+from gavel.adapters.db.errors import lost_race, translated, unavailable
 from gavel.adapters.db.unit_of_work import SqlUnitOfWork
 from gavel.app.ports import RetryUnit, StoreUnavailable, UnitOfWork
 
@@ -34,6 +36,7 @@ T = TypeVar("T")
 
 PING_TIMEOUT_S = 2.0
 RETRIES = 3  # runs of a unit that lost a race with another writer (RetryUnit)
+BATCH_RETRIES = 5  # runs of a whole batch chosen as a deadlock victim
 
 
 @dataclass(eq=False)
@@ -215,34 +218,60 @@ class SqlStore:
         live = [pending for pending in batch if not pending.future.cancelled()]
         if not live:
             return
-        try:
-            with self._writer_engine.connect() as connection, connection.begin():
-                for pending in live:
-                    for attempt in range(RETRIES + 1):
-                        savepoint = connection.begin_nested()
-                        try:
-                            pending.result = pending.unit(SqlUnitOfWork(connection))
-                        except RetryUnit as error:  # lost a race: run it again, it will see the winner
-                            savepoint.rollback()
-                            if attempt == RETRIES:
-                                pending.error = unavailable(error)
-                            continue
-                        except Exception as error:
-                            savepoint.rollback()  # if this fails too, the whole batch fails below
-                            pending.error = translated(error)
-                        else:
-                            savepoint.commit()
-                            pending.savepoint_released = True
-                        break
-            self.committed_batches += 1
-            self.committed_writes += sum(pending.savepoint_released for pending in live)
-        except BaseException as error:  # the writer thread must survive anything a unit does
-            self.failed_batches += 1
-            for pending in live:
-                if pending.error is None:
-                    pending.result = None
-                    pending.error = unavailable(error)
-                    pending.error.__cause__ = error
-                pending.savepoint_released = False
+        for attempt in range(BATCH_RETRIES + 1):
+            try:
+                self._run_batch(live)
+                self.committed_batches += 1
+                self.committed_writes += sum(pending.savepoint_released for pending in live)
+                break
+            except _RestartBatch as restart:
+                # A deadlock victim (another replica's batch took the same chain heads in the other
+                # order): roll everything back so its locks go, then run the whole batch again.
+                if attempt < BATCH_RETRIES:
+                    time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
+                    continue
+                self._fail_batch(live, restart.error)
+            except BaseException as error:  # the writer thread must survive anything a unit does
+                self._fail_batch(live, error)
+                break
         for pending in live:
             pending.settle()
+
+    def _fail_batch(self, live: list[_PendingWrite], error: BaseException) -> None:
+        self.failed_batches += 1
+        for pending in live:
+            if pending.error is None or isinstance(error, _RestartBatch):
+                pending.result = None
+                pending.error = unavailable(error)
+                pending.error.__cause__ = error
+            pending.savepoint_released = False
+
+    def _run_batch(self, live: list[_PendingWrite]) -> None:
+        for pending in live:
+            pending.result, pending.error, pending.savepoint_released = None, None, False
+        with self._writer_engine.connect() as connection, connection.begin():
+            for pending in live:
+                for attempt in range(RETRIES + 1):
+                    savepoint = connection.begin_nested()
+                    try:
+                        pending.result = pending.unit(SqlUnitOfWork(connection))
+                    except RetryUnit as error:  # lost a race: run it again, it will see the winner
+                        savepoint.rollback()
+                        if attempt == RETRIES:
+                            pending.error = unavailable(error)
+                        continue
+                    except Exception as error:
+                        savepoint.rollback()  # if this fails too, the whole batch fails
+                        if lost_race(error):
+                            raise _RestartBatch(error) from error
+                        pending.error = translated(error)
+                    else:
+                        savepoint.commit()
+                        pending.savepoint_released = True
+                    break
+
+
+class _RestartBatch(Exception):
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
