@@ -40,6 +40,9 @@ NOW = datetime(2026, 11, 22, 13, 45, 6, 123456, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
 
 
+CHAIN = ("ten_a", "test")  # the ledger chain the batched units name (see SqlStore.write)
+
+
 def tenant(tenant_id: str = "ten_a", name: str | None = None) -> Tenant:
     return Tenant(tenant_id=tenant_id, name=name or f"name of {tenant_id}", created_at=NOW)
 
@@ -462,12 +465,38 @@ async def test_two_stores_adding_spend_concurrently_are_exact(database_url: str)
 
 async def test_concurrent_writes_share_commits(store: SqlStore) -> None:
     before = store.committed_batches
-    await asyncio.gather(*(store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}"))) for n in range(200)))
+    await asyncio.gather(*(store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}")), chain=CHAIN)
+                           for n in range(200)))
     batches = store.committed_batches - before
     assert 1 <= batches < 200
     assert store.committed_writes == 200
     found = await store.read(lambda uow: [uow.tenants.get(f"ten_{n}") for n in range(200)])
     assert all(found)
+
+
+async def test_a_batch_runs_its_units_in_chain_order_and_a_unit_naming_none_alone(store: SqlStore) -> None:
+    """Every replica's batches lock chain heads in one order (so two batches never wait on each other
+    in a cycle); a unit that names no chain may touch several and gets a batch of its own."""
+    gate = threading.Event()
+    held = store.write(lambda uow: gate.wait(10), chain=CHAIN)  # the batch queues up behind it
+    ran: list[tuple[str, int]] = []
+
+    def unit(name):
+        def run(uow):
+            ran.append((name, store.committed_batches))
+        return run
+
+    arrivals = [("b2", ("ten_b", "live")), ("a1", ("ten_a", "test")), ("b1", ("ten_a", "live")),
+                ("a2", ("ten_a", "test")), ("none", None), ("after", ("ten_a", "live"))]
+    queued = [store.write(unit(name), chain=chain) for name, chain in arrivals]
+    gate.set()
+    await held
+    await asyncio.gather(*queued)
+    names = [name for name, _ in ran]
+    assert names == ["b1", "a1", "a2", "b2", "none", "after"]  # sorted by chain, stable within one
+    batch_of = dict(ran)
+    assert batch_of["b1"] == batch_of["a1"] == batch_of["a2"] == batch_of["b2"]
+    assert batch_of["b2"] < batch_of["none"] < batch_of["after"]
 
 
 async def test_a_failing_unit_is_undone_alone(store: SqlStore) -> None:
@@ -489,7 +518,9 @@ async def test_a_failing_unit_is_undone_alone(store: SqlStore) -> None:
         uow.tenants.add(tenant("ten_conflict"))
         uow.tenants.add(tenant("ten_first"))  # raises Conflict: the unit is undone, its caller told
 
-    queued = [store.write(good("ten_first")), store.write(bad), store.write(conflicting), store.write(good("ten_last"))]
+    chain = CHAIN
+    queued = [store.write(good("ten_first"), chain=chain), store.write(bad, chain=chain),
+              store.write(conflicting, chain=chain), store.write(good("ten_last"), chain=chain)]
     gate.set()
     await held
     first, failed, conflict, last = await asyncio.gather(*queued, return_exceptions=True)
@@ -504,7 +535,7 @@ async def test_a_failing_unit_is_undone_alone(store: SqlStore) -> None:
 
 async def test_a_failed_commit_fails_the_whole_batch_and_writes_nothing(store: SqlStore) -> None:
     gate = threading.Event()
-    held = store.write(lambda uow: gate.wait(10))
+    held = store.write(lambda uow: gate.wait(10), chain=CHAIN)
     failures = []
 
     def fail_commit(connection) -> None:
@@ -515,7 +546,7 @@ async def test_a_failed_commit_fails_the_whole_batch_and_writes_nothing(store: S
     writer_engine = store._writer_engine  # white box: the only way to make a commit fail on cue
     event.listen(writer_engine, "commit", fail_commit)
     try:
-        queued = [store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}"))) for n in range(5)]
+        queued = [store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}")), chain=CHAIN) for n in range(5)]
         gate.set()
         outcomes = await asyncio.gather(held, *queued, return_exceptions=True)
     finally:
@@ -531,7 +562,7 @@ async def test_a_failed_commit_fails_the_whole_batch_and_writes_nothing(store: S
 
 async def test_close_commits_the_writes_already_queued(database_url: str) -> None:
     store = SqlStore(database_url)
-    queued = [store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}"))) for n in range(50)]
+    queued = [store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}")), chain=CHAIN) for n in range(50)]
     await store.close()
     await asyncio.gather(*queued)
     with pytest.raises(StoreUnavailable, match="closed"):

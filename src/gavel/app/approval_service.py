@@ -143,8 +143,8 @@ class ApprovalMixin:
         finalize = self._finalizer()
 
         def unit(uow):
-            due = uow.approvals.due(now, 200)
-            for task in due:
+            due = sorted(uow.approvals.due(now, 200), key=lambda task: (task.tenant_id, task.environment))
+            for task in due:  # chains in ascending order, as every batch locks them (see Store.write)
                 approvals.apply_timeout(uow, task, now, self.deps.random_bytes, finalize)
             return len(due)
 

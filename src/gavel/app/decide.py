@@ -98,7 +98,8 @@ class DecideUseCase:
         validate(inp)
         engine, version = self.deps.policies.active(principal.tenant_id, principal.environment)
         keys = self.deps.signing.keyset()
-        return await self.deps.store.write(lambda uow: self._unit(uow, principal, inp, engine, version, keys))
+        return await self.deps.store.write(lambda uow: self._unit(uow, principal, inp, engine, version, keys),
+                                           chain=(principal.tenant_id, principal.environment))
 
     def _unit(self, uow: UnitOfWork, p: Principal, inp: DecideInput, engine: CompiledEngine, version: str,
               keys) -> dict[str, Any]:

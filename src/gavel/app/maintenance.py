@@ -21,7 +21,8 @@ BATCH = 500
 def release_expired_tokens(uow: UnitOfWork, now: datetime, random_bytes=os.urandom) -> int:
     """Mark expired, unused tokens `expired` and release their reservations; returns how many."""
     released = 0
-    for token in uow.tokens.expired_issued(now, BATCH):
+    expired = sorted(uow.tokens.expired_issued(now, BATCH), key=lambda t: (t.tenant_id, t.environment))
+    for token in expired:  # chains in ascending order, as every batch locks them (see Store.write)
         if uow.tokens.expire(token.jti):
             budgets.settle(uow, token.decision_id, None)
             ledger.record(uow, token.tenant_id, token.environment, type="token.expired", subject=token.decision_id,

@@ -128,7 +128,8 @@ class PolicyMixin:
         if not ran_in_test:
             raise InvalidTransition(f"bundle `{bundle_hash}` was never published to TEST")
         now = self.deps.clock()
-        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", None, now, key))
+        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", None, now, key),
+                                   own_chain=False)
         self.deps.policies.publish(p.tenant_id, "live", engine, result["version"], now)
         return result
 

@@ -49,9 +49,11 @@ class Application(EvidenceMixin, ApprovalMixin, PolicyMixin, WebhookMixin):
         self.events.notify()
         return result
 
-    async def _write(self, p: Principal, unit):
-        """A write unit that may append ledger events: wake the event streams after it."""
-        result = await self.deps.store.write(unit)
+    async def _write(self, p: Principal, unit, *, own_chain: bool = True):
+        """A write unit that may append ledger events: wake the event streams after it. A unit that
+        may append to another chain than the caller's passes `own_chain=False` (see Store.write)."""
+        chain = (p.tenant_id, p.environment) if own_chain else None
+        result = await self.deps.store.write(unit, chain=chain)
         self.events.notify()
         return result
 
@@ -127,7 +129,8 @@ class Application(EvidenceMixin, ApprovalMixin, PolicyMixin, WebhookMixin):
         now = self.deps.clock()
         return await self._write(p, lambda uow: admin.create_key(
             uow, p, tenant=tenant, environment=environment, roles=roles, principal=principal,
-            description=description, now=now, random_bytes=self.deps.random_bytes, idempotency_key=idempotency_key))
+            description=description, now=now, random_bytes=self.deps.random_bytes, idempotency_key=idempotency_key),
+            own_chain=False)
 
     async def list_api_keys(self, p: Principal, tenant: str, environment: str, include_revoked: bool,
                             page_size: int, page_token: str) -> dict:

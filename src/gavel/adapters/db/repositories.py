@@ -349,6 +349,14 @@ _MOVE_HEAD = (update(tables.ledger_heads)
               .execution_options(preserve_rowcount=True))
 
 
+def lock_chain_heads(connection: Connection, chains: list[tuple[str, str]]) -> None:
+    """Row-lock the heads of `chains` (those that exist yet) in the given order: a batch that takes
+    every head it will append to first, before any other row, can never hold a row another batch
+    waits for while it waits for that batch's head."""
+    for tenant_id, environment in chains:
+        connection.execute(_HEAD_LOCKED, {"t": tenant_id, "e": environment})
+
+
 class SqlLedgerRepo:
     """The hash chain. `head(..., lock=True)` row-locks the chain head (FOR UPDATE on
     PostgreSQL; SQLite has one writer), so concurrent appends from any number of writers or

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, text
 
 from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_path
 from gavel.adapters.db.errors import lost_race, translated, unavailable
+from gavel.adapters.db.repositories import lock_chain_heads
 from gavel.adapters.db.unit_of_work import SqlUnitOfWork
 from gavel.app.ports import RetryUnit, StoreUnavailable, UnitOfWork
 
@@ -44,6 +45,7 @@ class _PendingWrite:
     unit: Callable[[UnitOfWork], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    chain: tuple[str, str] | None = None  # the (tenant, environment) whose ledger chain it appends to
     result: Any = None
     error: BaseException | None = None
     savepoint_released: bool = False  # the unit succeeded; its writes await the commit
@@ -101,9 +103,13 @@ class SqlStore:
 
     # -- the Store port ------------------------------------------------------------------------
 
-    def write(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]:
+    def write(self, unit: Callable[[UnitOfWork], T], *, chain: tuple[str, str] | None = None) -> Awaitable[T]:
         """Queue `unit` for the writer; the result resolves on the running loop after the commit.
 
+        `chain` names the (tenant, environment) whose ledger chain the unit appends to. Within a
+        batch the units are run in chain order, so every replica's batches lock chain heads in one
+        global order and can never wait on each other in a cycle; a unit that names no chain (a
+        sweep over many chains, which visits them in the same order) gets a batch of its own.
         A write whose caller stopped waiting before the writer reached it is skipped.
         """
         loop = asyncio.get_running_loop()
@@ -115,7 +121,7 @@ class SqlStore:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_batches, name="gavel-store-writer", daemon=True)
                 self._writer.start()
-            self._queue.put(_PendingWrite(unit, loop, future))
+            self._queue.put(_PendingWrite(unit, loop, future, chain))
         return future
 
     def read(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]:
@@ -193,13 +199,14 @@ class SqlStore:
     # -- writing -------------------------------------------------------------------------------
 
     def _write_batches(self) -> None:
+        carried = None  # a unit naming no chain, taken while filling a batch: it goes next, alone
         while True:
-            first = self._queue.get()
+            first, carried = carried if carried is not None else self._queue.get(), None
             if first is _STOP:
                 return
             batch = [first]
             stopping = False
-            while len(batch) < self._max_batch:
+            while first.chain is not None and len(batch) < self._max_batch:
                 try:
                     pending = self._queue.get_nowait()
                 except queue.Empty:
@@ -207,7 +214,11 @@ class SqlStore:
                 if pending is _STOP:
                     stopping = True
                     break
+                if pending.chain is None:
+                    carried = pending
+                    break
                 batch.append(pending)
+            batch.sort(key=lambda pending: pending.chain or ("", ""))  # stable: arrival order within a chain
             self._commit(batch)
             if stopping:
                 return
@@ -250,6 +261,8 @@ class SqlStore:
         for pending in live:
             pending.result, pending.error, pending.savepoint_released = None, None, False
         with self._writer_engine.connect() as connection, connection.begin():
+            if connection.dialect.name == "postgresql":  # SQLite has a single writer anyway
+                lock_chain_heads(connection, sorted({pending.chain for pending in live if pending.chain}))
             for pending in live:
                 for attempt in range(RETRIES + 1):
                     savepoint = connection.begin_nested()
