@@ -443,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001
         raise SystemExit(f"no PostgreSQL at {args.database_url}: {exc}") from None
 
+    revision = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                              cwd=ROOT).stdout.strip() or "unknown"
     workdir = Path(tempfile.mkdtemp(prefix="gavel-replica-bench-"))
-    print(f"work dir {workdir}; PostgreSQL {pg_version}; {os.cpu_count()} cores; {args.tenants} tenant(s)",
-          file=sys.stderr)
+    print(f"work dir {workdir}; gavel {revision}; PostgreSQL {pg_version}; {os.cpu_count()} cores; "
+          f"{args.tenants} tenant(s)", file=sys.stderr)
     req = bench_request()
     results: list[dict] = []
     logs: dict[str, list[str]] = {}
@@ -475,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarise(results)
     cores = os.cpu_count() or 1
+    print(f"\ngavel {revision}, PostgreSQL {pg_version}")
     print_table(rows, cores, args.tenants)
     print("\nWhere the bottleneck is:")
     for line in bottleneck(rows, cores):
@@ -483,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{tag}: {len(lines)} warning/error log line(s), first: {lines[:3]}")
     if args.out:
         Path(args.out).write_text(json.dumps({
-            "config": vars(args), "machine": {"cpus": cores, "python": platform.python_version(),
+            "config": vars(args), "revision": revision, "machine": {"cpus": cores, "python": platform.python_version(),
                                               "platform": platform.platform(), "postgresql": pg_version},
             "summary": rows, "runs": results, "log_anomalies": logs}, indent=2, default=str))
         print(f"wrote {args.out}")
