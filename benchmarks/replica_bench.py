@@ -4,6 +4,7 @@ beside one `gavel serve` on SQLite, measured in the same run.
     .venv/bin/python benchmarks/replica_bench.py                         # 1 round, 4 s per measurement
     .venv/bin/python benchmarks/replica_bench.py --rounds 3 --seconds 5 --concurrency 16,64 --out r.json
     .venv/bin/python benchmarks/replica_bench.py --replicas 1,2 --skip-sqlite
+    .venv/bin/python benchmarks/replica_bench.py --tenants 6 --route affine   # tenants pinned to replicas
 
 Configurations, each started fresh (a new SQLite data dir, or a new PostgreSQL schema) and stopped
 before the next one, in the order sqlite, pg×1, pg×2, pg×3 per round:
@@ -205,8 +206,8 @@ def start_pg(workdir: Path, base_url: str, n: int, tag: str, tenants: int) -> Co
         with engine.connect() as conn:
             return {"decisions": conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar(),
                     "ledger_events": conn.execute(sa.text("SELECT count(*) FROM ledger_events")).scalar(),
-                    "chain_heads": conn.execute(sa.text("SELECT coalesce(sum(last_sequence), 0) FROM ledger_heads"))
-                    .scalar()}
+                    "chain_heads": int(conn.execute(sa.text("SELECT coalesce(sum(last_sequence), 0) FROM ledger_heads"))
+                                       .scalar())}
 
     def cleanup() -> None:
         engine.dispose()
@@ -220,7 +221,7 @@ def start_pg(workdir: Path, base_url: str, n: int, tag: str, tenants: int) -> Co
 # ---- the load ------------------------------------------------------------------------------------
 
 
-async def drive(channels: list, keys: list[str], concurrency: int, seconds: float, req) -> dict:
+async def drive(channels: list, keys: list[str], concurrency: int, seconds: float, req, route: str = "spread") -> dict:
     import grpc
 
     from gavel.v1 import common_pb2, decision_pb2_grpc
@@ -236,8 +237,13 @@ async def drive(channels: list, keys: list[str], concurrency: int, seconds: floa
 
     async def caller(i: int) -> None:
         nonlocal bad
-        stub = stubs[i % len(stubs)]  # replicas round-robin; tenants independently of the replica
-        md = mds[(i // len(stubs)) % len(mds)]
+        r = i % len(stubs)  # replicas round-robin
+        stub = stubs[r]
+        if route == "spread":  # every replica serves every tenant
+            md = mds[(i // len(stubs)) % len(mds)]
+        else:  # affine: tenant t only on replica t mod N (replicas share tenants only if there are fewer)
+            mine = [t for t in range(len(mds)) if t % len(stubs) == r] or [r % len(mds)]
+            md = mds[mine[(i // len(stubs)) % len(mine)]]
         while clock() < deadline and sum(errors.values()) < 1000:
             t0 = clock()
             try:
@@ -259,20 +265,20 @@ async def drive(channels: list, keys: list[str], concurrency: int, seconds: floa
             "per_replica": [per_replica[i] for i in range(len(stubs))]}
 
 
-async def measure(config: Config, concurrency: int, seconds: float, warmup: float, req) -> dict:
+async def measure(config: Config, concurrency: int, seconds: float, warmup: float, req, route: str) -> dict:
     import grpc
 
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{s.port}") for s in config.servers]
     try:
         if warmup > 0:
-            warm = await drive(channels, config.keys, concurrency, warmup, req)
+            warm = await drive(channels, config.keys, concurrency, warmup, req, route)
         else:
             warm = {"n": 0}
         sampler = WaitSampler(config.wait_url) if config.wait_url else contextlib.nullcontext()
         with sampler:
             srv0 = [s.cpu_seconds() for s in config.servers]
             pg0, cli0, (busy0, total0) = postgres_cpu(), time.process_time(), machine_busy()
-            r = await drive(channels, config.keys, concurrency, seconds, req)
+            r = await drive(channels, config.keys, concurrency, seconds, req, route)
             srv = sum(s.cpu_seconds() - a for s, a in zip(config.servers, srv0))
             pg, cli_cpu, (busy1, total1) = postgres_cpu() - pg0, time.process_time() - cli0, machine_busy()
         n = max(r["n"], 1)
@@ -305,7 +311,7 @@ def run_config(config: Config, args, req) -> list[dict]:
     answered = 0
 
     async def all_levels() -> list[dict]:
-        return [await measure(config, c, args.seconds, args.warmup, req) for c in args.concurrency]
+        return [await measure(config, c, args.seconds, args.warmup, req, args.route) for c in args.concurrency]
 
     for r in asyncio.run(all_levels()):
         c = r["concurrency"]
@@ -426,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", default=DEFAULT_PG, help="PostgreSQL (a fresh schema per configuration)")
     p.add_argument("--tenants", type=int, default=1,
                    help="spread the callers over this many tenants, i.e. ledger chains (default 1)")
+    p.add_argument("--route", choices=("spread", "affine"), default="spread",
+                   help="with --tenants: spread every tenant over every replica (default), or send each tenant's "
+                        "callers to one replica (tenant t on replica t mod N)")
     p.add_argument("--skip-sqlite", action="store_true", help="only the PostgreSQL configurations")
     p.add_argument("--out", help="write the JSON results here")
     p.add_argument("--keep", action="store_true", help="keep the work dir (server logs, SQLite file)")
@@ -447,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                               cwd=ROOT).stdout.strip() or "unknown"
     workdir = Path(tempfile.mkdtemp(prefix="gavel-replica-bench-"))
     print(f"work dir {workdir}; gavel {revision}; PostgreSQL {pg_version}; {os.cpu_count()} cores; "
-          f"{args.tenants} tenant(s)", file=sys.stderr)
+          f"{args.tenants} tenant(s), routed {args.route}", file=sys.stderr)
     req = bench_request()
     results: list[dict] = []
     logs: dict[str, list[str]] = {}
@@ -477,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarise(results)
     cores = os.cpu_count() or 1
-    print(f"\ngavel {revision}, PostgreSQL {pg_version}")
+    print(f"\ngavel {revision}, PostgreSQL {pg_version}, {args.tenants} tenant(s) routed {args.route}")
     print_table(rows, cores, args.tenants)
     print("\nWhere the bottleneck is:")
     for line in bottleneck(rows, cores):
