@@ -8,13 +8,12 @@ Checking claims (expiry, audience, tenant…) is the token use case's job, not t
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from gavel.crypto.keys import Ed25519KeyPair, PublicKey, b64url_decode, b64url_encode
-from gavel.ledger.canonical import canonical_bytes, canonical_decimal, sha256_hex_digest
+from gavel.ledger.canonical import canonical_bytes, canonical_decimal, sha256_hex_digest, strict_loads
 
 ALGORITHM = "EdDSA"
 # Decision tokens are a few hundred bytes (args are hashed, not embedded); anything far larger
@@ -132,27 +131,10 @@ def _decode(part: str, what: str) -> bytes:
 
 def _json_object(data: bytes, what: str) -> dict[str, object]:
     try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_refuse_duplicate_names,
-            parse_float=Decimal,  # no binary floats inside Gavel, even from a token
-            parse_constant=_refuse_constant,
-        )
-    except (ValueError, RecursionError):
+        # Strict: `{"alg":"none","alg":"EdDSA"}` must not be read one way here and another elsewhere.
+        value = strict_loads(data.decode("utf-8"), parse_float=Decimal)  # no binary floats, even from a token
+    except ValueError:
         raise TokenInvalid(f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise TokenInvalid(f"{what} is not a JSON object")
     return value
-
-
-def _refuse_duplicate_names(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # Parsers disagree on which duplicate wins; `{"alg":"none","alg":"EdDSA"}` must not be
-    # read one way here and another way elsewhere.
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member name")
-    return result
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")

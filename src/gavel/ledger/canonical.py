@@ -35,8 +35,9 @@ type that have no canonical form are refused with `ValueError`.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -187,3 +188,25 @@ def _string(text: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     return _SHORT_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def strict_loads(text: str, *, parse_float: Callable[[str], object]) -> object:
+    """Read JSON that is hashed or signed, refusing what parsers disagree on: an object naming a
+    member twice (two readers could pick different ones behind one hash) and the non-JSON
+    constants `NaN`/`Infinity`. Raises ValueError, also for nesting too deep to read."""
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicate_names, parse_float=parse_float,
+                          parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _refuse_duplicate_names(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
+    return result
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
