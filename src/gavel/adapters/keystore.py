@@ -25,15 +25,20 @@ class KeyFileError(Exception):
     """The key file exists but cannot be used (unreadable, malformed, too permissive)."""
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_synced(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by the owner only, and flush it to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, text.encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    _write_synced(tmp, text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
@@ -43,12 +48,7 @@ def _create_exclusively(path: Path, text: str) -> None:
     did: the first one wins and everybody loads its keys."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_synced(tmp, text)
     try:
         os.link(tmp, path)  # fails if the file exists: never replaces someone else's keys
     except FileExistsError:
