@@ -47,6 +47,11 @@ _POSTGRESQL_DEFAULTS: dict[str, Any] = {
 }
 
 
+def sqlite_file_trouble(error: BaseException) -> bool:
+    """Whether a SQLite error means the connection's file handle is stale and must be replaced."""
+    return isinstance(error, sqlite3.Error) and bool(_SQLITE_FILE_TROUBLE.search(str(error)))
+
+
 def sqlite_url(path: Path | str) -> str:
     """The database URL of a SQLite file, e.g. for the default `./.gavel/gavel.db`."""
     return URL.create("sqlite", database=str(path)).render_as_string()
@@ -163,7 +168,7 @@ def _sqlite_engine(
     @event.listens_for(engine, "handle_error")
     def replace_stale_connections(context: ExceptionContext) -> None:
         error = context.original_exception
-        if isinstance(error, sqlite3.Error) and _SQLITE_FILE_TROUBLE.search(str(error)):
+        if sqlite_file_trouble(error):
             context.is_disconnect = True
 
     return engine

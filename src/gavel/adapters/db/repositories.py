@@ -15,13 +15,10 @@ from datetime import datetime
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Table, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, Table, and_, or_, select, update
 from sqlalchemy import func as sa_func
-from sqlalchemy import text as sa_text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 
-from gavel.adapters.db import tables
+from gavel.adapters.db import prepared, tables
 from gavel.app.model import (
     Activation,
     AgentRecord,
@@ -56,16 +53,13 @@ def _record(cls: type[R], row: Row[Any] | None) -> R | None:
 
 
 def _insert_unique(connection: Connection, table: Table, values: dict[str, Any], what: str) -> None:
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - make_engine builds only the two above
-        raise NotImplementedError(f"no conflict-free insert for `{dialect}`")
-    # SQLAlchemy keeps an INSERT's row count only when asked to.
-    if connection.execute(statement.execution_options(preserve_rowcount=True)).rowcount != 1:
+    if not prepared.insert_unique(connection, table, values):
         raise Conflict(f"{what} already exists")
+
+
+def _get(cls: type[R], connection: Connection, table: Table, **keys: Any) -> R | None:
+    row = prepared.select_one(connection, table, keys)
+    return None if row is None else cls(**row)
 
 
 class SqlTenantRepo:
@@ -76,8 +70,7 @@ class SqlTenantRepo:
         _insert_unique(self._connection, tables.tenants, _values(tenant), f"tenant `{tenant.tenant_id}`")
 
     def get(self, tenant_id: str) -> Tenant | None:
-        row = self._connection.execute(select(tables.tenants).where(tables.tenants.c.tenant_id == tenant_id)).first()
-        return _record(Tenant, row)
+        return _get(Tenant, self._connection, tables.tenants, tenant_id=tenant_id)
 
     def get_by_name(self, name: str) -> Tenant | None:
         row = self._connection.execute(select(tables.tenants).where(tables.tenants.c.name == name)).first()
@@ -92,8 +85,7 @@ class SqlApiKeyRepo:
         _insert_unique(self._connection, tables.api_keys, _values(key), f"api key `{key.key_id}`")
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
-        row = self._connection.execute(select(tables.api_keys).where(tables.api_keys.c.key_id == key_id)).first()
-        return _record(ApiKeyRecord, row)
+        return _get(ApiKeyRecord, self._connection, tables.api_keys, key_id=key_id)
 
     def list(
         self, tenant_id: str | None, environment: str | None, include_revoked: bool, limit: int,
@@ -139,8 +131,8 @@ class SqlAgentRepo:
         _insert_unique(self._connection, tables.agents, _values(agent), what)
 
     def get(self, tenant_id: str, environment: str, agent_id: str) -> AgentRecord | None:
-        query = select(tables.agents).where(_agent_key(tenant_id, environment, agent_id))
-        return _record(AgentRecord, self._connection.execute(query).first())
+        return _get(AgentRecord, self._connection, tables.agents, tenant_id=tenant_id, environment=environment,
+                    agent_id=agent_id)
 
     def list(
         self, tenant_id: str, environment: str, status: str | None, limit: int, after_agent_id: str | None
@@ -174,8 +166,8 @@ class SqlDecisionRepo:
         _insert_unique(self._connection, tables.decisions, _values(decision), f"decision `{decision.decision_id}`")
 
     def get(self, tenant_id: str, environment: str, decision_id: str) -> DecisionRecord | None:
-        query = select(tables.decisions).where(_decision_key(tenant_id, environment, decision_id))
-        return _record(DecisionRecord, self._connection.execute(query).first())
+        return _get(DecisionRecord, self._connection, tables.decisions, decision_id=decision_id, tenant_id=tenant_id,
+                    environment=environment)
 
     def between(self, tenant_id: str, environment: str, start: datetime | None, end: datetime | None,
                 after: tuple[datetime, str] | None, limit: int) -> list[DecisionRecord]:
@@ -224,8 +216,7 @@ class SqlTokenRepo:
         _insert_unique(self._connection, tables.tokens, _values(token), f"token `{token.jti}`")
 
     def get(self, jti: str) -> TokenRecord | None:
-        row = self._connection.execute(select(tables.tokens).where(tables.tokens.c.jti == jti)).first()
-        return _record(TokenRecord, row)
+        return _get(TokenRecord, self._connection, tables.tokens, jti=jti)
 
     def consume(self, jti: str, at: datetime) -> bool:
         return self._leave_issued(jti, state="consumed", consumed_at=at)
@@ -239,9 +230,8 @@ class SqlTokenRepo:
     def _leave_issued(self, jti: str, **values: Any) -> bool:
         # The row lock taken by the UPDATE makes a concurrent caller wait and then re-check the
         # state, so exactly one of them changes the row (and gets True).
-        c = tables.tokens.c
-        statement = update(tables.tokens).where(c.jti == jti, c.state == "issued").values(**values)
-        return self._connection.execute(statement).rowcount == 1
+        changed = prepared.update(self._connection, tables.tokens, values, {"jti": jti}, condition="state = 'issued'")
+        return changed == 1
 
     def expired_issued(self, now: datetime, limit: int) -> Sequence[TokenRecord]:
         """Issued tokens whose expiry is at or before `now`, the oldest expiry first."""
@@ -286,8 +276,7 @@ class SqlSpendRepo:
         _insert_unique(self._connection, tables.reservations, _values(reservation), what)
 
     def get_reservation(self, decision_id: str) -> Reservation | None:
-        query = select(tables.reservations).where(tables.reservations.c.decision_id == decision_id)
-        return _record(Reservation, self._connection.execute(query).first())
+        return _get(Reservation, self._connection, tables.reservations, decision_id=decision_id)
 
     def set_reservation(self, decision_id: str, state: str, committed_amount: Decimal | None) -> None:
         statement = (
@@ -312,11 +301,8 @@ class SqlExecutionRepo:
         _insert_unique(self._connection, tables.executions, _values(execution), what)
 
     def get(self, tenant_id: str, environment: str, decision_id: str) -> ExecutionRecord | None:
-        c = tables.executions.c
-        query = select(tables.executions).where(
-            c.tenant_id == tenant_id, c.environment == environment, c.decision_id == decision_id
-        )
-        return _record(ExecutionRecord, self._connection.execute(query).first())
+        return _get(ExecutionRecord, self._connection, tables.executions, decision_id=decision_id,
+                    tenant_id=tenant_id, environment=environment)
 
 
 class SqlIdempotencyRepo:
@@ -324,29 +310,21 @@ class SqlIdempotencyRepo:
         self._connection = connection
 
     def get(self, tenant_id: str, environment: str, operation: str, key: str) -> IdempotencyRecord | None:
-        c = tables.idempotency_keys.c
-        query = select(tables.idempotency_keys).where(
-            c.tenant_id == tenant_id, c.environment == environment, c.operation == operation, c.key == key
-        )
-        return _record(IdempotencyRecord, self._connection.execute(query).first())
+        return _get(IdempotencyRecord, self._connection, tables.idempotency_keys, tenant_id=tenant_id,
+                    environment=environment, operation=operation, key=key)
 
     def put(self, record: IdempotencyRecord) -> None:
         what = f"idempotency key `{record.key}` for {record.operation}"
         _insert_unique(self._connection, tables.idempotency_keys, _values(record), what)
 
 
-_heads = tables.ledger_heads.c
-_HEAD = select(_heads.last_sequence, _heads.last_hash).where(
-    _heads.tenant_id == bindparam("t"), _heads.environment == bindparam("e"))
-_HEAD_LOCKED = _HEAD.with_for_update()
-_INSERT_EVENT = tables.ledger_events.insert()
 LEDGER_CHANNEL = "gavel_ledger"
-_NOTIFY = sa_text("SELECT pg_notify(:c, :p)")
-_INSERT_HEAD = tables.ledger_heads.insert()
-_MOVE_HEAD = (update(tables.ledger_heads)
-              .where(_heads.tenant_id == bindparam("t"), _heads.environment == bindparam("e"))
-              .values(last_sequence=bindparam("s"), last_hash=bindparam("h"))
-              .execution_options(preserve_rowcount=True))
+_NOTIFY = "SELECT pg_notify(?, ?)"
+
+
+def _head_row(connection: Connection, tenant_id: str, environment: str, lock: bool) -> dict[str, Any] | None:
+    return prepared.select_one(connection, tables.ledger_heads, {"tenant_id": tenant_id, "environment": environment},
+                               for_update=lock)
 
 
 def lock_chain_heads(connection: Connection, chains: list[tuple[str, str]]) -> None:
@@ -354,7 +332,7 @@ def lock_chain_heads(connection: Connection, chains: list[tuple[str, str]]) -> N
     every head it will append to first, before any other row, can never hold a row another batch
     waits for while it waits for that batch's head."""
     for tenant_id, environment in chains:
-        connection.execute(_HEAD_LOCKED, {"t": tenant_id, "e": environment})
+        _head_row(connection, tenant_id, environment, lock=True)
 
 
 class SqlLedgerRepo:
@@ -366,32 +344,28 @@ class SqlLedgerRepo:
         self._connection = connection
 
     def head(self, tenant_id: str, environment: str, lock: bool = True) -> tuple[int, bytes] | None:
-        query = _HEAD_LOCKED if lock else _HEAD
-        params = {"t": tenant_id, "e": environment}
-        row = self._connection.execute(query, params).first()
+        row = _head_row(self._connection, tenant_id, environment, lock)
         if row is None and lock:
             # The chain's first append: create an empty head (or wait for the writer that just
             # did) so that there is a row to lock — otherwise two replicas could both write event 1.
-            with contextlib.suppress(Conflict):
-                _insert_unique(self._connection, tables.ledger_heads,
-                               {"tenant_id": tenant_id, "environment": environment, "last_sequence": 0,
-                                "last_hash": bytes(32)}, "ledger head")
-            row = self._connection.execute(query, params).first()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+            prepared.insert_unique(self._connection, tables.ledger_heads, {
+                "tenant_id": tenant_id, "environment": environment, "last_sequence": 0, "last_hash": bytes(32)})
+            row = _head_row(self._connection, tenant_id, environment, lock)
+        return None if row is None else (int(row["last_sequence"]), bytes(row["last_hash"]))
 
     def append(self, event: LedgerEvent) -> None:
-        # Statements built once (below) and executed with parameters: appends are on every
-        # state change's path, and building statements per call was most of their cost.
-        try:
-            self._connection.execute(_INSERT_EVENT, _values(event))
-        except IntegrityError:
-            raise Conflict(f"event {event.sequence} of {event.tenant_id}/{event.environment} exists") from None
-        params = {"t": event.tenant_id, "e": event.environment, "s": event.sequence, "h": event.hash}
-        if self._connection.execute(_MOVE_HEAD, params).rowcount != 1:
-            self._connection.execute(_INSERT_HEAD, {"tenant_id": event.tenant_id, "environment": event.environment,
-                                                    "last_sequence": event.sequence, "last_hash": event.hash})
+        # Appends are on every state change's path: prepared statements (see `prepared`).
+        if not prepared.insert_unique(self._connection, tables.ledger_events, _values(event)):
+            raise Conflict(f"event {event.sequence} of {event.tenant_id}/{event.environment} exists")
+        moved = prepared.update(self._connection, tables.ledger_heads,
+                                {"last_sequence": event.sequence, "last_hash": event.hash},
+                                {"tenant_id": event.tenant_id, "environment": event.environment})
+        if moved != 1:
+            prepared.insert_unique(self._connection, tables.ledger_heads, {
+                "tenant_id": event.tenant_id, "environment": event.environment,
+                "last_sequence": event.sequence, "last_hash": event.hash})
         if self._connection.dialect.name == "postgresql":  # wake every replica's streams at commit
-            self._connection.execute(_NOTIFY, {"c": LEDGER_CHANNEL, "p": f"{event.tenant_id}/{event.environment}"})
+            prepared.run(self._connection, _NOTIFY, (LEDGER_CHANNEL, f"{event.tenant_id}/{event.environment}"))
 
     def events(self, tenant_id: str, environment: str, from_sequence: int, limit: int) -> list[LedgerEvent]:
         c = tables.ledger_events.c
@@ -596,10 +570,10 @@ class SqlWebhookRepo:
             select(tables.webhook_endpoints).where(c.endpoint_id == endpoint_id)).first())
 
     def list(self, tenant_id: str, environment: str) -> list[WebhookEndpoint]:
-        c = tables.webhook_endpoints.c
-        query = (select(tables.webhook_endpoints).where(c.tenant_id == tenant_id, c.environment == environment)
-                 .order_by(c.created_at, c.endpoint_id))
-        return [WebhookEndpoint(**row._mapping) for row in self._connection.execute(query)]
+        rows = prepared.select_all(self._connection, tables.webhook_endpoints,
+                                   {"tenant_id": tenant_id, "environment": environment},
+                                   order_by="created_at, endpoint_id")
+        return [WebhookEndpoint(**row) for row in rows]
 
     def update(self, endpoint: WebhookEndpoint) -> None:
         c = tables.webhook_endpoints.c
@@ -625,9 +599,7 @@ class SqlDeliveryRepo:
         _insert_unique(self._connection, tables.webhook_deliveries, _values(delivery), "delivery")
 
     def get(self, delivery_id: str) -> Delivery | None:
-        c = tables.webhook_deliveries.c
-        return _record(Delivery, self._connection.execute(
-            select(tables.webhook_deliveries).where(c.delivery_id == delivery_id)).first())
+        return _get(Delivery, self._connection, tables.webhook_deliveries, delivery_id=delivery_id)
 
     def recent(self, endpoint_id: str, limit: int) -> list[Delivery]:
         c = tables.webhook_deliveries.c

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
+from gavel.adapters.db import prepared
 from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_path
 from gavel.adapters.db.errors import lost_race, translated, unavailable
 from gavel.adapters.db.repositories import lock_chain_heads
@@ -50,18 +51,26 @@ class _PendingWrite:
     error: BaseException | None = None
     savepoint_released: bool = False  # the unit succeeded; its writes await the commit
 
-    def settle(self) -> None:
+
+
+def _settle_all(settled: list[_PendingWrite]) -> None:
+    for pending in settled:
+        if pending.future.done():  # cancelled by the caller meanwhile
+            continue
+        if pending.error is not None:
+            pending.future.set_exception(pending.error)
+        else:
+            pending.future.set_result(pending.result)
+
+
+def _settle(batch: list[_PendingWrite]) -> None:
+    """Hand each result to its caller's loop: one wake-up per loop, not one per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_PendingWrite]] = {}
+    for pending in batch:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody is waiting any more
-            self.loop.call_soon_threadsafe(_settle, self.future, self.result, self.error)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # cancelled by the caller meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+            loop.call_soon_threadsafe(_settle_all, settled)
 
 
 _STOP = object()
@@ -245,8 +254,7 @@ class SqlStore:
             except BaseException as error:  # the writer thread must survive anything a unit does
                 self._fail_batch(live, error)
                 break
-        for pending in live:
-            pending.settle()
+        _settle(live)
 
     def _fail_batch(self, live: list[_PendingWrite], error: BaseException) -> None:
         self.failed_batches += 1
@@ -265,23 +273,29 @@ class SqlStore:
                 lock_chain_heads(connection, sorted({pending.chain for pending in live if pending.chain}))
             for pending in live:
                 for attempt in range(RETRIES + 1):
-                    savepoint = connection.begin_nested()
+                    prepared.run(connection, "SAVEPOINT gavel_unit")
                     try:
                         pending.result = pending.unit(SqlUnitOfWork(connection))
                     except RetryUnit as error:  # lost a race: run it again, it will see the winner
-                        savepoint.rollback()
+                        _undo_unit(connection)
                         if attempt == RETRIES:
                             pending.error = unavailable(error)
                         continue
                     except Exception as error:
-                        savepoint.rollback()  # if this fails too, the whole batch fails
+                        _undo_unit(connection)  # if this fails too, the whole batch fails
                         if lost_race(error):
                             raise _RestartBatch(error) from error
                         pending.error = translated(error)
                     else:
-                        savepoint.commit()
+                        prepared.run(connection, "RELEASE SAVEPOINT gavel_unit")
                         pending.savepoint_released = True
                     break
+
+
+def _undo_unit(connection) -> None:
+    """Undo what the current unit wrote (its savepoint), leaving the batch's other units alone."""
+    prepared.run(connection, "ROLLBACK TO SAVEPOINT gavel_unit")
+    prepared.run(connection, "RELEASE SAVEPOINT gavel_unit")
 
 
 class _RestartBatch(Exception):
