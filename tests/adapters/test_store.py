@@ -840,3 +840,51 @@ async def test_postgresql_connections_killed_under_the_store_are_replaced(postgr
     finally:
         await store.close()
         admin.dispose()
+
+
+async def test_sqlite_commits_reach_the_database_file_without_any_commit_checkpointing(tmp_path: Path) -> None:
+    """The writer's connection never checkpoints (no commit stalls on the fsyncs of one); the
+    store's checkpointer thread moves committed WAL frames into the database file meanwhile, and
+    the WAL is reused from its start rather than growing with every write."""
+    url = sqlite_url(tmp_path / "gavel.db")
+    migrate(url)
+    store = SqlStore(url)
+    try:
+        with store._writer_engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+        for round_ in range(20):
+            await asyncio.gather(*(store.write(lambda uow, n=n, r=round_: uow.tenants.add(tenant(f"ten_{r}_{n}")),
+                                               chain=CHAIN) for n in range(100)))
+        await asyncio.sleep(0.5)
+        # A copy of the database file alone, without its WAL, already holds the committed rows.
+        alone = tmp_path / "alone.db"
+        shutil.copyfile(tmp_path / "gavel.db", alone)
+        with contextlib.closing(__import__("sqlite3").connect(alone)) as copy:
+            assert copy.execute("SELECT count(*) FROM tenants").fetchone()[0] == 2000
+        wal = tmp_path / "gavel.db-wal"
+        assert wal.stat().st_size < 8 * 1024 * 1024, "the WAL keeps growing instead of restarting"
+    finally:
+        await store.close()
+
+
+async def test_prepared_statements_report_database_trouble_like_core_statements(tmp_path: Path) -> None:
+    """A driver error raised by a prepared statement is classified as before: a unique key taken
+    is a Conflict, a database that cannot be written is StoreUnavailable."""
+    url = sqlite_url(tmp_path / "gavel.db")
+    migrate(url)
+    store = SqlStore(url)
+    try:
+        await store.write(lambda uow: uow.tenants.add(tenant()), chain=CHAIN)
+        with pytest.raises(Conflict):
+            await store.write(lambda uow: uow.tenants.add(tenant()), chain=CHAIN)
+
+        def broken(uow):
+            from gavel.adapters.db import prepared
+
+            prepared.run(uow.tenants._connection, "INSERT INTO no_such_table VALUES (?)", (1,))
+
+        with pytest.raises(StoreUnavailable, match="no such table"):
+            await store.write(broken, chain=CHAIN)
+        assert await store.read(lambda uow: uow.tenants.get("ten_a")) is not None  # the store goes on
+    finally:
+        await store.close()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gavel.ledger.canonical import (
     MAX_SAFE_INTEGER,
+    JsonNumber,
     canonical_bytes,
     canonical_decimal,
     canonical_json,
@@ -293,3 +294,41 @@ def test_matches_python_json_where_code_point_and_utf16_order_agree(value):
     # json escapes strings exactly as JCS does when ensure_ascii is off.
     expected = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert canonical_json(value) == expected
+
+
+def reference_canonical_json(value) -> str:
+    """The writer that handles every value itself (no shortcut through the `json` module)."""
+    from gavel.ledger import canonical
+
+    parts: list[str] = []
+    canonical._write(value, parts)
+    return "".join(parts)
+
+
+astral_text = st.text(st.characters(min_codepoint=0xFFF0, max_codepoint=0x1F64F, exclude_categories=["Cs"]))
+
+
+@given(st.recursive(
+    json_scalars | st.builds(JsonNumber, st.floats(allow_nan=False, allow_infinity=False)) | astral_text,
+    lambda children: (st.lists(children, max_size=4) | st.tuples(children, children)
+                      | st.dictionaries(st.text() | astral_text, children, max_size=4)),
+    max_leaves=25,
+))
+def test_the_shortcut_through_json_writes_exactly_what_the_reference_writer_writes(value):
+    # canonical_json hands plain values to the C encoder of `json` and keeps the result unless a
+    # character outside the BMP could make code-point key order differ from UTF-16 order.
+    assert canonical_json(value) == reference_canonical_json(value)
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1.5}, [JsonNumber(1e21)], {1: "x"}, {"k": 2**53}, {"k": True, "j": Decimal("NaN")}, "\ud800",
+    {"\U0001F600": 1, "\uff61": 2},
+])
+def test_values_outside_the_shortcut_get_the_reference_answer_or_its_error(value):
+    try:
+        expected = reference_canonical_json(value)
+    except (TypeError, ValueError) as error:
+        with pytest.raises(type(error)):
+            canonical_json(value)
+    else:
+        assert canonical_json(value) == expected

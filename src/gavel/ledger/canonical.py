@@ -88,9 +88,47 @@ def ecmascript_number(x: float) -> str:
 
 def canonical_json(value: object) -> str:
     """Return the canonical JSON text of `value` (see the module docstring)."""
+    if _plain(value):
+        # For these values the C encoder of `json` writes exactly the canonical form, except
+        # that it sorts keys by code point: the same order as UTF-16 unless a character lies
+        # outside the BMP, and those texts (and lone surrogates, which JCS refuses) go the long way.
+        text = _encode_plain(value)
+        if text.isascii() or not _OUTSIDE_BMP_OR_SURROGATE.search(text):
+            return text
     parts: list[str] = []
     _write(value, parts)
     return "".join(parts)
+
+
+def _plain(value: object) -> bool:
+    """Whether `value` holds only dicts with str keys, lists, tuples, str, bool, None, ints within
+    ±(2**53 - 1) and finite Decimals — the exact types, not subclasses."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    # Plain loops rather than all(...): this runs on every decision, and a generator costs more.
+    if kind is dict:
+        for key, member in value.items():  # type: ignore[attr-defined]  # noqa: SIM110
+            if type(key) is not str or not _plain(member):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for member in value:  # type: ignore[attr-defined]  # noqa: SIM110
+            if not _plain(member):
+                return False
+        return True
+    if kind is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[operator]
+    return kind is Decimal and value.is_finite()  # type: ignore[attr-defined]
+
+
+def _decimal_as_string(value: object) -> str:
+    return canonical_decimal(value)  # type: ignore[arg-type]  # only Decimals get here (see _plain)
+
+
+_encode_plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False,
+                                 check_circular=False, default=_decimal_as_string).encode
+_OUTSIDE_BMP_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
 
 
 def canonical_bytes(value: object) -> bytes:

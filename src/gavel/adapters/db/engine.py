@@ -65,12 +65,15 @@ def make_engine(
     create_missing: bool = True,
     pool_size: int = 2,
     sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    sqlite_autocheckpoint: bool = True,
 ) -> Engine:
     """Build an engine for `url` (sqlite:///path or postgresql+psycopg://…); connects lazily.
 
     `read_only` makes a reader engine (deferred BEGIN on SQLite; REPEATABLE READ, READ ONLY
     transactions on PostgreSQL). With `create_missing` false a missing SQLite file is an error
     instead of a new empty database (the store never creates one; `migrate` does).
+    `sqlite_autocheckpoint=False` leaves WAL checkpoints to the caller (the store runs them on a
+    thread of their own, so that no commit pays for one).
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -82,6 +85,7 @@ def make_engine(
             create_missing=create_missing,
             pool_size=pool_size,
             busy_timeout_ms=sqlite_busy_timeout_ms,
+            autocheckpoint=sqlite_autocheckpoint,
         )
     if backend == "postgresql":
         return _postgresql_engine(parsed, read_only=read_only, pool_size=pool_size)
@@ -113,6 +117,7 @@ def _sqlite_engine(
     create_missing: bool,
     pool_size: int,
     busy_timeout_ms: int,
+    autocheckpoint: bool,
 ) -> Engine:
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"sqlite_synchronous must be `NORMAL` or `FULL`, not `{synchronous}`")
@@ -152,6 +157,8 @@ def _sqlite_engine(
             if str(journal_mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"could not switch `{path}` to WAL mode (it stays `{journal_mode}`)")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            if not autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")
         finally:
             cursor.close()
         record.info["sqlite_file"] = identity

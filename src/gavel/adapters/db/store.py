@@ -39,6 +39,7 @@ T = TypeVar("T")
 PING_TIMEOUT_S = 2.0
 RETRIES = 3  # runs of a unit that lost a race with another writer (RetryUnit)
 BATCH_RETRIES = 5  # runs of a whole batch chosen as a deadlock victim
+WAL_CHECKPOINT_INTERVAL_S = 0.1  # SQLite: how often committed WAL frames are moved to the database file
 
 
 @dataclass(eq=False)
@@ -95,7 +96,8 @@ class SqlStore:
             raise ValueError("max_batch must be at least 1")
         self._sqlite_file = sqlite_path(url)
         self._writer_engine: Engine = make_engine(
-            url, sqlite_synchronous=sqlite_synchronous, create_missing=False, pool_size=2
+            url, sqlite_synchronous=sqlite_synchronous, create_missing=False, pool_size=2,
+            sqlite_autocheckpoint=False,
         )
         self._reader_engine: Engine = make_engine(
             url, sqlite_synchronous=sqlite_synchronous, read_only=True, create_missing=False, pool_size=reader_threads
@@ -105,6 +107,8 @@ class SqlStore:
         self._readers = ThreadPoolExecutor(max_workers=reader_threads, thread_name_prefix="gavel-store-reader")
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._committed = threading.Event()  # set after a commit: the WAL has frames to move
         self._closed = False
         self.committed_batches = 0  # transactions committed by the writer (for tests and metrics)
         self.committed_writes = 0  # units committed by the writer
@@ -130,8 +134,15 @@ class SqlStore:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_batches, name="gavel-store-writer", daemon=True)
                 self._writer.start()
+            self._start_checkpointer()
             self._queue.put(_PendingWrite(unit, loop, future, chain))
         return future
+
+    def _start_checkpointer(self) -> None:
+        if self._checkpointer is None and self._sqlite_file is not None:
+            self._checkpointer = threading.Thread(target=self._checkpoint_wal, name="gavel-wal-checkpointer",
+                                                  daemon=True)
+            self._checkpointer.start()
 
     def read(self, unit: Callable[[UnitOfWork], T]) -> Awaitable[T]:
         """Run `unit` on a reader thread in a read-only transaction, rolled back afterwards."""
@@ -146,9 +157,13 @@ class SqlStore:
         """Run `unit` in one committed transaction in the calling thread (for the CLI)."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
+        with self._lock:
+            self._start_checkpointer()
         try:
             with self._writer_engine.connect() as connection, connection.begin():
-                return unit(SqlUnitOfWork(connection))
+                result = unit(SqlUnitOfWork(connection))
+            self._committed.set()
+            return result
         except Exception as error:
             outcome = translated(error)
             if outcome is error:
@@ -176,6 +191,9 @@ class SqlStore:
                 self._queue.put(_STOP)
         if writer is not None:
             await asyncio.to_thread(writer.join)
+        if self._checkpointer is not None:
+            self._committed.set()
+            await asyncio.to_thread(self._checkpointer.join)
         await asyncio.to_thread(self._readers.shutdown, True)
         self._writer_engine.dispose()
         self._reader_engine.dispose()
@@ -232,6 +250,24 @@ class SqlStore:
             if stopping:
                 return
 
+    def _checkpoint_wal(self) -> None:
+        """Move committed WAL frames into the database file, off the writer's path: every
+        `WAL_CHECKPOINT_INTERVAL_S` while commits happen. PASSIVE never blocks the writer or a
+        reader; whatever it cannot move yet (a reader still needs it) waits for the next round,
+        and SQLite restarts the WAL from its start once everything is moved. The fsyncs happen
+        here, on a thread that holds no lock the decisions need."""
+        while not self._closed:  # SQLite moves the rest when the last connection closes
+            self._committed.wait()
+            if self._closed:
+                return
+            time.sleep(WAL_CHECKPOINT_INTERVAL_S)
+            self._committed.clear()
+            try:
+                with self._writer_engine.connect() as connection:
+                    prepared.run(connection, "PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # the database is unavailable: the writer reports that; try again later
+                time.sleep(WAL_CHECKPOINT_INTERVAL_S)
+
     def _commit(self, batch: list[_PendingWrite]) -> None:
         # Reading `cancelled()` from this thread is a benign race: at worst a unit whose caller
         # just gave up is still committed, which an unacknowledged write may always be.
@@ -241,6 +277,7 @@ class SqlStore:
         for attempt in range(BATCH_RETRIES + 1):
             try:
                 self._run_batch(live)
+                self._committed.set()
                 self.committed_batches += 1
                 self.committed_writes += sum(pending.savepoint_released for pending in live)
                 break
@@ -282,7 +319,10 @@ class SqlStore:
                             pending.error = unavailable(error)
                         continue
                     except Exception as error:
-                        _undo_unit(connection)  # if this fails too, the whole batch fails
+                        try:
+                            _undo_unit(connection)
+                        except Exception:  # the connection is gone: the whole batch fails, with this error
+                            raise error from None
                         if lost_race(error):
                             raise _RestartBatch(error) from error
                         pending.error = translated(error)
