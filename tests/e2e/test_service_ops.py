@@ -161,3 +161,28 @@ async def test_expired_unused_tokens_release_their_budget(harness) -> None:
     assert released == 1  # the consumed token keeps its reservation: the action presumably ran
     a = await harness.agents.GetAgent(agent_pb2.GetAgentRequest(agent_id="bot-1"), metadata=harness.md())
     assert a.spend_today == "100"
+
+
+async def test_every_gavel_method_is_behind_the_guard(harness) -> None:
+    """Each method of each gavel.v1 service, called without a key, is refused UNAUTHENTICATED
+    before its handler runs: none was registered around the guard."""
+    from gavel.v1 import approval_pb2, policy_pb2
+
+    files = (decision_pb2, evidence_pb2, approval_pb2, policy_pb2, agent_pb2, admin_pb2)
+    methods = [(service, method) for module in files for service in module.DESCRIPTOR.services_by_name.values()
+               for method in service.methods]
+    assert len(methods) == 34  # every rpc in proto/gavel/v1
+    for service, method in methods:
+        path = f"/{service.full_name}/{method.name}"
+        empty = b""  # every request message accepts the empty encoding
+        if method.server_streaming:
+            call = (harness.channel.stream_stream if method.client_streaming else harness.channel.unary_stream)(path)
+            request_arg = iter([empty]) if method.client_streaming else empty
+
+            async def drain(call=call, request_arg=request_arg):
+                async for _ in call(request_arg):
+                    pass
+
+            await expect_error(drain(), OK.UNAUTHENTICATED, "UNAUTHENTICATED")
+        else:
+            await expect_error(harness.channel.unary_unary(path)(empty), OK.UNAUTHENTICATED, "UNAUTHENTICATED")

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from gavel.app.agents import AgentFields
 from gavel.app.errors import FieldViolation, InvalidRequest
@@ -43,8 +43,35 @@ def _bad(field: str, description: str) -> InvalidRequest:
     return InvalidRequest(f"{field}: {description}", (FieldViolation(field, description),))
 
 
-def _struct(message: struct_pb2.Struct, present: bool) -> dict | None:
-    return json_format.MessageToDict(message) if present else None
+def _struct(message: struct_pb2.Struct, present: bool, field: str) -> dict | None:
+    """A Struct as plain JSON values (what `json_format.MessageToDict` gives, numbers as floats),
+    built directly: this runs on every decision. NaN and infinities have no JSON form."""
+    return _fields(message, field) if present else None
+
+
+def _fields(message: struct_pb2.Struct, field: str) -> dict:
+    return {key: _value(value, field) for key, value in message.fields.items()}
+
+
+def _value(value: struct_pb2.Value, field: str) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if number != number or number in (_INFINITY, -_INFINITY):
+            raise _bad(field, "NaN and infinities are not JSON numbers")
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return _fields(value.struct_value, field)
+    if kind == "list_value":
+        return [_value(member, field) for member in value.list_value.values]
+    return None  # null_value, or no kind set (read as null, as MessageToDict does)
+
+
+_INFINITY = float("inf")
 
 
 def _timestamp(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
@@ -69,12 +96,12 @@ def decide_input(req: decision_pb2.DecideRequest) -> DecideInput:
     action = {name: getattr(req.action, name) for name in ACTION_FIELDS}
     return DecideInput(
         action=action,
-        args=_struct(req.action.args, req.action.HasField("args")),
+        args=_struct(req.action.args, req.action.HasField("args"), "action.args"),
         agent_id=req.agent.id,
         session_id=req.agent.session_id,
         actors={name: getattr(req.actors, name) for name in ACTOR_FIELDS},
         rationale=req.rationale,
-        context=_struct(req.context, req.HasField("context")),
+        context=_struct(req.context, req.HasField("context"), "context"),
         confidence=req.confidence if req.HasField("confidence") else None,
         input_hash=req.input_hash,
         mode=MODE_NAMES.get(req.mode),
@@ -285,7 +312,7 @@ def resolution(req: approval_pb2.ResolveApprovalRequest):
         m = req.modified_action
         modified = {name: getattr(m, name) for name in ACTION_FIELDS if getattr(m, name)}
         if m.HasField("args"):
-            modified["args"] = json_format.MessageToDict(m.args)
+            modified["args"] = _fields(m.args, "modified_action.args")
         if modified.get("amount") and not AMOUNT.fullmatch(modified["amount"]):
             raise _bad("modified_action.amount", "must be a decimal string ≥ 0, e.g. \"120.00\"")
         if modified.get("currency") and not CURRENCY.fullmatch(modified["currency"]):

@@ -1,4 +1,4 @@
-"""The server's interceptor chain, in this order for every `gavel.v1` method:
+"""The guard around every `gavel.v1` method handler, in this order:
 
 1. recovery — any exception becomes a typed status; unexpected ones are logged (never the key)
    and answered INTERNAL without internals;
@@ -7,7 +7,9 @@
 4. rate limit — per tenant + environment, `x-ratelimit-*` and `retry-after` trailers;
 5. the handler, with the Principal in a context variable.
 
-Health and reflection are not wrapped.
+Health and reflection are not wrapped. The handlers are wrapped once, when the servicers are
+registered (`GuardedRegistry`), not by a grpc.aio interceptor, which would run a coroutine and
+build a new handler for every call.
 """
 
 from __future__ import annotations
@@ -42,17 +44,33 @@ def key_from_metadata(metadata) -> str:
     raise Unauthenticated("missing API key: send `authorization: Bearer <key>` or `x-api-key: <key>`")
 
 
-class GavelInterceptor(grpc.aio.ServerInterceptor):
+class GuardedRegistry:
+    """Stands in for the server while the generated `add_*Servicer_to_server` functions register
+    `gavel.v1` services: each method handler is wrapped in the guard, then registered on the
+    real server. `services` lists what was registered."""
+
+    def __init__(self, server: grpc.aio.Server, guard: Guard):
+        self._server, self._guard = server, guard
+        self.services: list[str] = []
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        """The generated code registers each service twice, generically and by method; the guarded
+        handlers are registered both ways in `add_registered_method_handlers`."""
+
+    def add_registered_method_handlers(self, service: str, method_handlers: dict) -> None:
+        if not service.startswith(PACKAGE_PREFIX[1:]):
+            raise ValueError(f"`{service}` is not a gavel.v1 service")
+        short = service[len(PACKAGE_PREFIX) - 1:]
+        guarded = {name: self._guard.wrap(handler, f"{short}.{name}") for name, handler in method_handlers.items()}
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
+        self._server.add_registered_method_handlers(service, guarded)
+        self.services.append(service)
+
+
+class Guard:
     def __init__(self, authenticate: Authenticate, limiter: FixedWindowLimiter):
         self._authenticate = authenticate
         self._limiter = limiter
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(PACKAGE_PREFIX):
-            return handler
-        method = details.method[len(PACKAGE_PREFIX):].replace("/", ".")
-        return self._wrap(handler, method)
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Principal, list]:
         principal = await self._authenticate(key_from_metadata(context.invocation_metadata()))
@@ -85,7 +103,7 @@ class GavelInterceptor(grpc.aio.ServerInterceptor):
             details = status_details(code, "INTERNAL_ERROR", message)
         await context.abort(code, message, trailing_metadata=(*trailers, ("grpc-status-details-bin", details)))
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         admit, fail = self._admit, self._fail
 
         if handler.unary_unary:

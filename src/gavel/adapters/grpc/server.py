@@ -1,4 +1,4 @@
-"""The grpc.aio server: servicers, interceptor chain, health, reflection, graceful drain."""
+"""The grpc.aio server: guarded servicers, health, reflection, graceful drain."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gavel.adapters.grpc.interceptors import GavelInterceptor
+from gavel.adapters.grpc.interceptors import Guard, GuardedRegistry
 from gavel.adapters.grpc.servicers import add_servicers
 from gavel.bootstrap import Runtime
 
@@ -33,12 +33,14 @@ class GrpcServer:
     async def start(self, addr: str) -> int:
         s = self.runtime.settings
         server = grpc.aio.server(
-            interceptors=[GavelInterceptor(self.runtime.app.authenticate, self.runtime.limiter)],
             options=[("grpc.max_receive_message_length", s.max_message_bytes),
                      ("grpc.max_send_message_length", s.max_message_bytes),
                      ("grpc.so_reuseport", 0)],
         )
-        names = add_servicers(server, self.runtime.app)
+        registry = GuardedRegistry(server, Guard(self.runtime.app.authenticate, self.runtime.limiter))
+        names = add_servicers(registry, self.runtime.app)
+        if sorted(registry.services) != sorted(names):  # every gavel.v1 service must sit behind the guard
+            raise RuntimeError(f"unguarded services: {sorted(set(names) - set(registry.services))}")
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                              reflection.SERVICE_NAME), server)

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 from datetime import datetime
 
-import grpc
-
 from gavel.adapters.grpc import convert
 from gavel.adapters.grpc.interceptors import current_principal
 from gavel.app.errors import FieldViolation, InvalidRequest, MissingField
@@ -290,7 +288,8 @@ def _required(field: str, value: str) -> None:
         raise MissingField(f"{field}: required", (FieldViolation(field, "required"),))
 
 
-def add_servicers(server: grpc.aio.Server, app: Application) -> list[str]:
+def add_servicers(server, app: Application) -> list[str]:
+    """Register every gavel.v1 servicer on `server` (the guarded registry of `server.py`); their names."""
     decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(app), server)
     evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(app), server)
     approval_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(app), server)
