@@ -543,7 +543,8 @@ async def test_a_failed_commit_fails_the_whole_batch_and_writes_nothing(store: S
             failures.append(True)
             raise RuntimeError("disk full, say")
 
-    writer_engine = store._writer_engine  # white box: the only way to make a commit fail on cue
+    # White box: the only way to make a commit fail on cue (SQLite's batches run on the loop's engine).
+    writer_engine = store._inline_engine or store._writer_engine
     event.listen(writer_engine, "commit", fail_commit)
     try:
         queued = [store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}")), chain=CHAIN) for n in range(5)]
@@ -888,3 +889,54 @@ async def test_prepared_statements_report_database_trouble_like_core_statements(
         assert await store.read(lambda uow: uow.tenants.get("ten_a")) is not None  # the store goes on
     finally:
         await store.close()
+
+
+async def test_sqlite_write_lock_held_elsewhere_never_stalls_the_loop(tmp_path: Path) -> None:
+    """SQLite batches run on the loop; when another process holds the write lock, the batch is
+    handed to the writer thread, which waits for the lock while the loop goes on serving."""
+    import sqlite3
+
+    url = sqlite_url(tmp_path / "gavel.db")
+    migrate(url)
+    store = SqlStore(url)
+    other = sqlite3.connect(tmp_path / "gavel.db", isolation_level=None)
+    try:
+        await store.write(lambda uow: uow.tenants.add(tenant("ten_before")), chain=CHAIN)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        other.execute("INSERT INTO tenants (tenant_id, name, created_at) VALUES ('ten_other', 'other', 0)")
+        writes = [asyncio.ensure_future(store.write(lambda uow, n=n: uow.tenants.add(tenant(f"ten_{n}")),
+                                                    chain=CHAIN)) for n in range(5)]
+        ticks = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:  # the loop keeps turning while the lock is held
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks >= 20
+        assert not any(write.done() for write in writes)
+        other.execute("COMMIT")
+        await asyncio.wait_for(asyncio.gather(*writes), 5)
+        names = await store.read(lambda uow: [uow.tenants.get(f"ten_{n}") for n in range(5)])
+        assert all(names)
+        assert await store.read(lambda uow: uow.tenants.get("ten_other")) is not None
+        await store.write(lambda uow: uow.tenants.add(tenant("ten_after")), chain=CHAIN)  # back on the loop
+    finally:
+        other.close()
+        await store.close()
+
+
+def test_a_store_used_from_two_event_loops_writes_from_both(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "gavel.db")
+    migrate(url)
+    store = SqlStore(url)
+
+    async def first() -> None:
+        await store.write(lambda uow: uow.tenants.add(tenant("ten_first_loop")), chain=CHAIN)
+
+    asyncio.run(first())
+
+    async def second() -> None:
+        await store.write(lambda uow: uow.tenants.add(tenant("ten_second_loop")), chain=CHAIN)
+        assert await store.read(lambda uow: uow.tenants.get("ten_first_loop")) is not None
+        await store.close()
+
+    asyncio.run(second())

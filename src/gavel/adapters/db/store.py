@@ -1,11 +1,22 @@
 """`SqlStore`: the `Store` port on SQLite or PostgreSQL, with group commit.
 
-Writes go to one writer thread. Each time it wakes it takes every queued unit (up to
-`max_batch`), runs them in one transaction — each in its own savepoint, so a unit that raises
-is undone alone and gets its own exception — and commits once. Only after that commit succeeds
-does any caller see its result; if the commit fails, every unit of the batch fails with
-`StoreUnavailable` and none of it is written. Under load, many writes share one commit (one
-fsync), and with no load a write is committed at once: nothing waits to fill a batch.
+Writes are run in batches: every queued unit (up to `max_batch`) in one transaction — each in
+its own savepoint, so a unit that raises is undone alone and gets its own exception — and one
+commit. Only after that commit succeeds does any caller see its result; if the commit fails,
+every unit of the batch fails with `StoreUnavailable` and none of it is written. Under load, many
+writes share one commit, and with no load a write is committed at once: nothing waits to fill a
+batch.
+
+Where the batches run depends on the database:
+
+- SQLite (one writer per file, commits that touch only the page cache and the WAL): on the
+  event loop's own thread, once per loop iteration, for the writes queued since. Handing each
+  batch to a thread and back cost more than the batch itself — two wake-ups, and a writer
+  thread starved of the GIL by the loop at every SQLite call. The loop's connection never waits
+  for SQLite's write lock: if another process holds it, the batch goes to the writer thread,
+  which waits (up to the busy timeout) without stalling the loop. WAL checkpoints run on a thread
+  of their own, so no commit pays for one.
+- PostgreSQL (network round trips, row locks shared with other replicas): on a writer thread.
 
 Reads run on a small thread pool in read-only transactions that are always rolled back.
 Database trouble surfaces as `StoreUnavailable`; the failed connection is dropped, and the next
@@ -18,6 +29,7 @@ import asyncio
 import contextlib
 import queue
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -102,6 +114,15 @@ class SqlStore:
         self._reader_engine: Engine = make_engine(
             url, sqlite_synchronous=sqlite_synchronous, read_only=True, create_missing=False, pool_size=reader_threads
         )
+        # SQLite's batches run on the loop (see the module docstring), on a connection that never
+        # waits for the write lock: it hands the batch to the writer thread instead.
+        self._inline_engine: Engine | None = None
+        if self._sqlite_file is not None:
+            self._inline_engine = make_engine(
+                url, sqlite_synchronous=sqlite_synchronous, create_missing=False, pool_size=1,
+                sqlite_busy_timeout_ms=0, sqlite_autocheckpoint=False)
+        self._inline_loop: asyncio.AbstractEventLoop | None = None
+        self._inline_queue: list[_PendingWrite] = []
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(max_workers=reader_threads, thread_name_prefix="gavel-store-reader")
@@ -127,16 +148,33 @@ class SqlStore:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        pending = _PendingWrite(unit, loop, future, chain)
+        if self._inline_engine is not None and not self._closed:
+            if self._inline_loop is None:
+                self._inline_loop = loop
+                self._start_checkpointer()
+            if loop is self._inline_loop:
+                if not self._inline_queue:
+                    loop.call_soon(self._write_inline)
+                self._inline_queue.append(pending)
+                return future
+        self._to_writer([pending])
+        return future
+
+    def _to_writer(self, pendings: list[_PendingWrite]) -> None:
+        """Queue writes for the writer thread (started on first use)."""
         with self._lock:
             if self._closed:
-                future.set_exception(StoreUnavailable("the store is closed"))
-                return future
+                for pending in pendings:
+                    pending.result, pending.error = None, StoreUnavailable("the store is closed")
+                _settle(pendings)
+                return
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_batches, name="gavel-store-writer", daemon=True)
                 self._writer.start()
             self._start_checkpointer()
-            self._queue.put(_PendingWrite(unit, loop, future, chain))
-        return future
+            for pending in pendings:
+                self._queue.put(pending)
 
     def _start_checkpointer(self) -> None:
         if self._checkpointer is None and self._sqlite_file is not None:
@@ -182,6 +220,8 @@ class SqlStore:
 
     async def close(self) -> None:
         """Commit the writes already queued, then stop the threads and close the connections."""
+        if self._inline_queue:  # run the writes queued on this loop now, before the store shuts
+            self._write_inline()
         with self._lock:
             if self._closed:
                 return
@@ -197,6 +237,8 @@ class SqlStore:
         await asyncio.to_thread(self._readers.shutdown, True)
         self._writer_engine.dispose()
         self._reader_engine.dispose()
+        if self._inline_engine is not None:
+            self._inline_engine.dispose()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -245,9 +287,27 @@ class SqlStore:
                     carried = pending
                     break
                 batch.append(pending)
-            batch.sort(key=lambda pending: pending.chain or ("", ""))  # stable: arrival order within a chain
-            self._commit(batch)
+            self._commit(_in_chain_order(batch), self._writer_engine)
             if stopping:
+                return
+
+    def _write_inline(self) -> None:
+        """Run the writes queued on the loop since its last iteration (SQLite), in batches: as many
+        units as `max_batch` allows, and a unit that names no chain alone."""
+        queued, self._inline_queue = self._inline_queue, []
+        batches: list[list[_PendingWrite]] = []
+        for pending in queued:
+            if pending.chain is None or not batches or batches[-1][0].chain is None \
+                    or len(batches[-1]) == self._max_batch:
+                batches.append([pending])
+            else:
+                batches[-1].append(pending)
+        for index, batch in enumerate(batches):
+            assert self._inline_engine is not None
+            if not self._commit(_in_chain_order(batch), self._inline_engine, inline=True):
+                # Another process holds SQLite's write lock: the writer thread waits for it, in
+                # order, without stalling the loop.
+                self._to_writer([pending for later in batches[index:] for pending in later])
                 return
 
     def _checkpoint_wal(self) -> None:
@@ -268,15 +328,17 @@ class SqlStore:
             except Exception:  # the database is unavailable: the writer reports that; try again later
                 time.sleep(WAL_CHECKPOINT_INTERVAL_S)
 
-    def _commit(self, batch: list[_PendingWrite]) -> None:
-        # Reading `cancelled()` from this thread is a benign race: at worst a unit whose caller
+    def _commit(self, batch: list[_PendingWrite], engine: Engine, *, inline: bool = False) -> bool:
+        """Run and commit `batch`, then hand every unit its outcome. Inline (on the loop, SQLite),
+        a batch that finds the write lock taken is left alone instead: False."""
+        # Reading `cancelled()` from the writer thread is a benign race: at worst a unit whose caller
         # just gave up is still committed, which an unacknowledged write may always be.
         live = [pending for pending in batch if not pending.future.cancelled()]
         if not live:
-            return
+            return True
         for attempt in range(BATCH_RETRIES + 1):
             try:
-                self._run_batch(live)
+                self._run_batch(live, engine)
                 self._committed.set()
                 self.committed_batches += 1
                 self.committed_writes += sum(pending.savepoint_released for pending in live)
@@ -288,10 +350,16 @@ class SqlStore:
                     time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
                     continue
                 self._fail_batch(live, restart.error)
-            except BaseException as error:  # the writer thread must survive anything a unit does
+            except BaseException as error:  # the writer must survive anything a unit does
+                if inline and _write_lock_taken(error):
+                    return False
                 self._fail_batch(live, error)
                 break
-        _settle(live)
+        if inline:
+            _settle_all(live)
+        else:
+            _settle(live)
+        return True
 
     def _fail_batch(self, live: list[_PendingWrite], error: BaseException) -> None:
         self.failed_batches += 1
@@ -302,10 +370,10 @@ class SqlStore:
                 pending.error.__cause__ = error
             pending.savepoint_released = False
 
-    def _run_batch(self, live: list[_PendingWrite]) -> None:
+    def _run_batch(self, live: list[_PendingWrite], engine: Engine) -> None:
         for pending in live:
             pending.result, pending.error, pending.savepoint_released = None, None, False
-        with self._writer_engine.connect() as connection, connection.begin():
+        with engine.connect() as connection, connection.begin():
             if connection.dialect.name == "postgresql":  # SQLite has a single writer anyway
                 lock_chain_heads(connection, sorted({pending.chain for pending in live if pending.chain}))
             for pending in live:
@@ -330,6 +398,17 @@ class SqlStore:
                         prepared.run(connection, "RELEASE SAVEPOINT gavel_unit")
                         pending.savepoint_released = True
                     break
+
+
+def _in_chain_order(batch: list[_PendingWrite]) -> list[_PendingWrite]:
+    return sorted(batch, key=lambda pending: pending.chain or ("", ""))  # stable: arrival order within a chain
+
+
+def _write_lock_taken(error: BaseException) -> bool:
+    """SQLite answered SQLITE_BUSY or SQLITE_LOCKED: another connection holds the write lock."""
+    cause = getattr(error, "orig", None) or error
+    code = getattr(cause, "sqlite_errorcode", None)
+    return isinstance(cause, sqlite3.OperationalError) and code is not None and code & 0xFF in (5, 6)
 
 
 def _undo_unit(connection) -> None:
