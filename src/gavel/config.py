@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     retired_key_retention_days: int = Field(90, ge=1)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    max_streams_per_tenant: int = Field(10_000, ge=0)  # open server streams per tenant + environment; 0: no limit
+    max_decisions_per_stream: int = Field(1_000_000, ge=0)  # requests one DecideStream accepts; 0: no limit
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
     watch: bool = False  # reload --rules on change

@@ -143,7 +143,7 @@ def _sqlite_engine(
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: sqlite3.Connection, record: Any) -> None:
-        identity = _file_identity(path)
+        identity = sqlite_file_identity(path)
         if identity is not None and not identity[2]:
             # Refuse before touching the WAL: SQLite would create the -wal and -shm files with
             # the database file's read-only mode, and they would stay unwritable after it is fixed.
@@ -165,7 +165,7 @@ def _sqlite_engine(
 
     @event.listens_for(engine, "checkout")
     def verify_file(dbapi_connection: sqlite3.Connection, record: Any, proxy: Any) -> None:
-        if record.info.get("sqlite_file") != _file_identity(path):
+        if record.info.get("sqlite_file") != sqlite_file_identity(path):
             raise DisconnectionError(f"the database file `{path}` was moved, replaced or changed permissions")
 
     @event.listens_for(engine, "begin")
@@ -181,7 +181,9 @@ def _sqlite_engine(
     return engine
 
 
-def _file_identity(path: Path) -> tuple[int, int, bool] | None:
+def sqlite_file_identity(path: Path) -> tuple[int, int, bool] | None:
+    """(device, inode, writable) of the database file, or None if it is gone: a connection opened
+    on another identity holds a stale handle."""
     try:
         status = path.stat()
     except OSError:

@@ -32,15 +32,15 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from gavel.adapters.db import prepared
-from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_path
+from gavel.adapters.db.engine import SqliteSynchronous, make_engine, sqlite_file_identity, sqlite_path
 from gavel.adapters.db.errors import lost_race, translated, unavailable
 from gavel.adapters.db.repositories import lock_chain_heads
 from gavel.adapters.db.unit_of_work import SqlUnitOfWork
@@ -122,6 +122,7 @@ class SqlStore:
                 url, sqlite_synchronous=sqlite_synchronous, create_missing=False, pool_size=1,
                 sqlite_busy_timeout_ms=0, sqlite_autocheckpoint=False)
         self._inline_loop: asyncio.AbstractEventLoop | None = None
+        self._inline_held: Connection | None = None  # kept open between batches: a checkout costs more than a batch
         self._inline_queue: list[_PendingWrite] = []
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -238,6 +239,7 @@ class SqlStore:
         self._writer_engine.dispose()
         self._reader_engine.dispose()
         if self._inline_engine is not None:
+            self._drop_inline_connection()
             self._inline_engine.dispose()
 
     # -- reading -------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ class SqlStore:
                     carried = pending
                     break
                 batch.append(pending)
-            self._commit(_in_chain_order(batch), self._writer_engine)
+            self._commit(_in_chain_order(batch), self._writer_engine.connect)
             if stopping:
                 return
 
@@ -304,7 +306,7 @@ class SqlStore:
                 batches[-1].append(pending)
         for index, batch in enumerate(batches):
             assert self._inline_engine is not None
-            if not self._commit(_in_chain_order(batch), self._inline_engine, inline=True):
+            if not self._commit(_in_chain_order(batch), self._inline_connection, inline=True):
                 # Another process holds SQLite's write lock: the writer thread waits for it, in
                 # order, without stalling the loop.
                 self._to_writer([pending for later in batches[index:] for pending in later])
@@ -328,7 +330,32 @@ class SqlStore:
             except Exception:  # the database is unavailable: the writer reports that; try again later
                 time.sleep(WAL_CHECKPOINT_INTERVAL_S)
 
-    def _commit(self, batch: list[_PendingWrite], engine: Engine, *, inline: bool = False) -> bool:
+    @contextlib.contextmanager
+    def _inline_connection(self) -> Iterator[Connection]:
+        """The loop's connection (SQLite), kept open between batches. It is replaced when its file
+        was moved, replaced or made read-only (what the pool checks at every checkout), and dropped
+        after any error, so the next batch starts on a fresh one."""
+        held = self._inline_held
+        if held is not None and (held.closed or held.invalidated
+                                 or held.connection.info.get("sqlite_file") != sqlite_file_identity(self._sqlite_file)):
+            self._drop_inline_connection()
+            held = None
+        if held is None:
+            assert self._inline_engine is not None
+            held = self._inline_held = self._inline_engine.connect()
+        try:
+            yield held
+        except BaseException:
+            self._drop_inline_connection()
+            raise
+
+    def _drop_inline_connection(self) -> None:
+        held, self._inline_held = self._inline_held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held.close()
+
+    def _commit(self, batch: list[_PendingWrite], connect: Callable[[], Any], *, inline: bool = False) -> bool:
         """Run and commit `batch`, then hand every unit its outcome. Inline (on the loop, SQLite),
         a batch that finds the write lock taken is left alone instead: False."""
         # Reading `cancelled()` from the writer thread is a benign race: at worst a unit whose caller
@@ -338,7 +365,7 @@ class SqlStore:
             return True
         for attempt in range(BATCH_RETRIES + 1):
             try:
-                self._run_batch(live, engine)
+                self._run_batch(live, connect)
                 self._committed.set()
                 self.committed_batches += 1
                 self.committed_writes += sum(pending.savepoint_released for pending in live)
@@ -370,10 +397,10 @@ class SqlStore:
                 pending.error.__cause__ = error
             pending.savepoint_released = False
 
-    def _run_batch(self, live: list[_PendingWrite], engine: Engine) -> None:
+    def _run_batch(self, live: list[_PendingWrite], connect: Callable[[], Any]) -> None:
         for pending in live:
             pending.result, pending.error, pending.savepoint_released = None, None, False
-        with engine.connect() as connection, connection.begin():
+        with connect() as connection, connection.begin():
             if connection.dialect.name == "postgresql":  # SQLite has a single writer anyway
                 lock_chain_heads(connection, sorted({pending.chain for pending in live if pending.chain}))
             for pending in live:

@@ -5,7 +5,9 @@
 2. authentication — `authorization: Bearer <key>` or `x-api-key: <key>` → a Principal;
 3. authorisation — the key table of API.md;
 4. rate limit — per tenant + environment, `x-ratelimit-*` and `retry-after` trailers;
-5. the handler, with the Principal in a context variable.
+5. streams only: a slot among the tenant + environment's open streams (`StreamSlots`), held
+   until the stream ends however it ends (finished, failed, cancelled by the client);
+6. the handler, with the Principal in a context variable.
 
 Health and reflection are not wrapped. The handlers are wrapped once, when the servicers are
 registered (`GuardedRegistry`), not by a grpc.aio interceptor, which would run a coroutine and
@@ -31,6 +33,56 @@ current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("g
 PACKAGE_PREFIX = "/gavel.v1."
 
 Authenticate = Callable[[str], Awaitable[Principal]]
+
+
+class StreamLimitExceeded(GavelError):
+    """The tenant + environment already has as many server streams open as allowed."""
+
+    reason = "STREAM_LIMIT_EXCEEDED"
+
+
+class StreamDecisionsExceeded(GavelError):
+    """A DecideStream was sent more decisions than one stream accepts; open a new stream."""
+
+    reason = "STREAM_DECISIONS_EXCEEDED"
+
+
+STREAM_LIMIT_REASONS = frozenset({StreamLimitExceeded.reason, StreamDecisionsExceeded.reason})
+
+
+class StreamSlots:
+    """Open server streams per tenant + environment, refused past `limit` (0: no limit).
+
+    One counter per tenant + environment that has a stream open right now (an entry goes when
+    its count is back to zero). Used from the event loop only."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._open: dict[tuple[str, str], int] = {}
+
+    def take(self, principal: Principal) -> tuple[str, str] | None:
+        if principal.tenant_id is None:
+            return None
+        key = (principal.tenant_id, principal.environment)
+        count = self._open.get(key, 0)
+        if self.limit and count >= self.limit:
+            raise StreamLimitExceeded(
+                f"{count} streams are open for this tenant and environment, the most allowed; close one or retry later",
+                metadata={"limit": self.limit})
+        self._open[key] = count + 1
+        return key
+
+    def give_back(self, key: tuple[str, str] | None) -> None:
+        if key is None:
+            return
+        count = self._open[key] - 1
+        if count:
+            self._open[key] = count
+        else:
+            del self._open[key]
+
+    def open(self, tenant_id: str, environment: str) -> int:
+        return self._open.get((tenant_id, environment), 0)
 
 
 def key_from_metadata(metadata) -> str:
@@ -68,9 +120,10 @@ class GuardedRegistry:
 
 
 class Guard:
-    def __init__(self, authenticate: Authenticate, limiter: FixedWindowLimiter):
+    def __init__(self, authenticate: Authenticate, limiter: FixedWindowLimiter, streams: StreamSlots | None = None):
         self._authenticate = authenticate
         self._limiter = limiter
+        self.streams = streams if streams is not None else StreamSlots(0)
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Principal, list]:
         principal = await self._authenticate(key_from_metadata(context.invocation_metadata()))
@@ -90,7 +143,10 @@ class Guard:
 
     @staticmethod
     async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str, trailers: list) -> None:
-        if isinstance(exc, GavelError):
+        if isinstance(exc, GavelError) and exc.reason in STREAM_LIMIT_REASONS:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message
+            details = status_details(code, exc.reason, message, metadata={k: str(v) for k, v in exc.metadata.items()})
+        elif isinstance(exc, GavelError):
             extra = exc.metadata.pop("_trailers", None)
             code, message, details = for_error(exc)
             trailers = extra or trailers
@@ -134,10 +190,14 @@ class Guard:
         if streaming is None:  # client streaming: not used by gavel.v1
             return handler
 
+        streams = self.streams
+
         async def stream(request, context):
             trailers: list = []
+            slot = None
             try:
                 principal, trailers = await admit(method, context)
+                slot = streams.take(principal)
                 # Each RPC runs in its own task and context, so the variable needs no reset (and a
                 # cancelled stream is finalised in another context, where a reset would fail).
                 current_principal.set(principal)
@@ -149,6 +209,8 @@ class Guard:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
                 await fail(context, exc, method, trailers)
+            finally:
+                streams.give_back(slot)
 
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)

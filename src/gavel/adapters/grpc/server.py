@@ -11,7 +11,7 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gavel.adapters.grpc.interceptors import Guard, GuardedRegistry
+from gavel.adapters.grpc.interceptors import Guard, GuardedRegistry, StreamSlots
 from gavel.adapters.grpc.servicers import add_servicers
 from gavel.bootstrap import Runtime
 
@@ -37,8 +37,9 @@ class GrpcServer:
                      ("grpc.max_send_message_length", s.max_message_bytes),
                      ("grpc.so_reuseport", 0)],
         )
-        registry = GuardedRegistry(server, Guard(self.runtime.app.authenticate, self.runtime.limiter))
-        names = add_servicers(registry, self.runtime.app)
+        self.guard = Guard(self.runtime.app.authenticate, self.runtime.limiter, StreamSlots(s.max_streams_per_tenant))
+        registry = GuardedRegistry(server, self.guard)
+        names = add_servicers(registry, self.runtime.app, max_decisions_per_stream=s.max_decisions_per_stream)
         if sorted(registry.services) != sorted(names):  # every gavel.v1 service must sit behind the guard
             raise RuntimeError(f"unguarded services: {sorted(set(names) - set(registry.services))}")
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -7,7 +7,7 @@ import contextlib
 from datetime import datetime
 
 from gavel.adapters.grpc import convert
-from gavel.adapters.grpc.interceptors import current_principal
+from gavel.adapters.grpc.interceptors import StreamDecisionsExceeded, current_principal
 from gavel.app.errors import FieldViolation, InvalidRequest, MissingField
 from gavel.app.service import Application
 from gavel.v1 import (
@@ -25,19 +25,25 @@ from gavel.v1 import (
     policy_pb2_grpc,
 )
 
-STREAM_WINDOW = 64  # decisions in flight per DecideStream
+STREAM_WINDOW = 64  # decisions per DecideStream decided but not yet sent to the client
 EXPORT_CHUNK = 64 * 1024
 
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
-    def __init__(self, app: Application):
+    def __init__(self, app: Application, max_decisions_per_stream: int = 0):
         self.app = app
+        self.max_decisions_per_stream = max_decisions_per_stream  # 0: no limit
 
     async def Decide(self, request, context):
         return convert.decision(await self.app.decide(current_principal.get(), convert.decide_input(request)))
 
     async def DecideStream(self, request_iterator, context):
+        """Up to STREAM_WINDOW decisions run at once. A slot frees when its answer has been
+        written to the stream, not when it is decided, so a client that stops reading stops the
+        stream after a window's worth: nothing piles up in the server. Past the per-stream limit,
+        the stream answers every decision it accepted, then ends RESOURCE_EXHAUSTED."""
         principal = current_principal.get()
+        limit = self.max_decisions_per_stream
         results: asyncio.Queue = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
         pending: set[asyncio.Task] = set()
@@ -48,18 +54,23 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 await results.put(convert.decision(result))
             except BaseException as exc:  # delivered to the stream, which ends with its status
                 await results.put(exc)
-            finally:
-                window.release()
 
         async def read() -> None:
+            accepted, refusal = 0, None
             async for req in request_iterator:
+                if limit and accepted >= limit:
+                    refusal = StreamDecisionsExceeded(
+                        f"this stream has taken {limit} decisions, the most one stream accepts; every one of "
+                        "them was answered: open a new stream for the rest", metadata={"limit": limit})
+                    break
+                accepted += 1
                 await window.acquire()
                 task = asyncio.create_task(one(req))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             if pending:
                 await asyncio.gather(*list(pending), return_exceptions=True)
-            await results.put(None)
+            await results.put(refusal)
 
         reader = asyncio.create_task(read())
         try:
@@ -70,6 +81,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+                window.release()
             await reader
         finally:
             reader.cancel()
@@ -288,9 +300,9 @@ def _required(field: str, value: str) -> None:
         raise MissingField(f"{field}: required", (FieldViolation(field, "required"),))
 
 
-def add_servicers(server, app: Application) -> list[str]:
+def add_servicers(server, app: Application, *, max_decisions_per_stream: int = 0) -> list[str]:
     """Register every gavel.v1 servicer on `server` (the guarded registry of `server.py`); their names."""
-    decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(app), server)
+    decision_pb2_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(app, max_decisions_per_stream), server)
     evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(EvidenceServicer(app), server)
     approval_pb2_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(app), server)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(app), server)
