@@ -202,6 +202,11 @@ def get_index(obj: Any, idx: Any) -> Any:
 
 def to_json(v: Any) -> Any:
     """A value as JSON-ready data (decimals as canonical strings), for explain and obligations."""
+    kind = type(v)
+    if kind is str or kind is bool or kind is int or v is None:  # the common leaves, without ABC checks
+        return v
+    if kind is dict:
+        return {k: to_json(x) for k, x in sorted(v.items())}
     if isinstance(v, Decimal):
         return canonical_decimal(v)
     if isinstance(v, timedelta):
