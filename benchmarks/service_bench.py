@@ -22,9 +22,12 @@ Processes (three, so that the client and the servers do not share a GIL):
 
 Per round, each scenario is run on the echo and then on Gavel (echo, gavel, echo, gavel, ...):
 `unary x1` (one caller, sequential: p50/p99), `unary x16` and `unary x64` (that many callers on
-one channel: requests/s, p50/p99) and `stream` (one bidi stream, at most `--stream-window`
-messages outstanding: messages/s, p50/p99 of per-message round trips). The table shows medians
-over rounds and the ratios gavel/echo. Server and client CPU time per request come from
+one channel: requests/s, p50/p99), `stream` (one bidi stream, at most `--stream-window`
+messages outstanding: messages/s, p50/p99 of per-message round trips) and `mixed` (16 callers,
+each operation Decide -> ConsumeToken -> ReportExecution, every 10th a Decide that the rules
+answer with require_approval; the echo makes the same number of RPCs; see `run_mixed`).
+`--scenarios x1,x16,x64,stream,mixed` picks some. The table shows medians over rounds and the
+ratios gavel/echo. Server and client CPU time per request come from
 /proc (server) and `time.process_time()` (client). The JSON has every round.
 """
 
@@ -53,7 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ECHO_SERVICE = "bench.v1.Echo"
 SERVING = re.compile(r"serving gRPC on [^\s:]+:(\d+)")
 ANOMALY = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback|Exception)\b")
-SCENARIOS = [("unary x1", 1), ("unary x16", 16), ("unary x64", 64), ("stream", 0)]
+SCENARIOS = [("unary x1", 1), ("unary x16", 16), ("unary x64", 64), ("stream", 0), ("mixed", 16)]
+SCENARIO_KEYS = {"x1": "unary x1", "x16": "unary x16", "x64": "unary x64", "stream": "stream", "mixed": "mixed"}
+MIXED_APPROVAL_EVERY = 10  # every 10th mixed operation is a request the rules send for approval
 
 
 # ---- the echo server (runs in its own process) -----------------------------------------------
@@ -221,10 +226,12 @@ def bench_request():
 
 
 class Target:
-    def __init__(self, name: str, server: ServerProcess, channel, unary, stream, ok):
+    def __init__(self, name: str, server: ServerProcess, channel, unary, stream, ok, stub=None):
         self.name, self.server, self.channel = name, server, channel
         self.unary, self.stream, self.ok = unary, stream, ok
-        self.ok_calls = 0  # successful calls over the whole run (for the durability check)
+        self.stub = stub  # Gavel's DecisionServiceStub (the mixed workload's ConsumeToken/ReportExecution)
+        self.ok_calls = 0  # successful Decide calls over the whole run (for the durability check)
+        self.mixed = MixedLedger()  # what the mixed workload did, over the whole run (for its check)
 
 
 def percentile(sorted_ns: list[int], q: float) -> float:
@@ -337,9 +344,183 @@ async def run_stream(target: Target, seconds: float, window: int, base, md) -> d
                     time.process_time() - cli0, errors, bad)
 
 
+# ---- the mixed workload ----------------------------------------------------------------------
+
+
+def approval_request(i: int = 0):
+    """A refund that rules/refunds.rules answers with require_approval (refund.medium_needs_approval:
+    500 < amount <= 10,000, routed to a finance manager) for an unregistered agent."""
+    from gavel.v1 import common_pb2, decision_pb2
+
+    req = decision_pb2.DecideRequest(
+        action=common_pb2.Action(type="refund_approve", amount="2500.00", currency="USD"),
+        agent=decision_pb2.AgentRef(id="support-refund-agent", session_id=f"sess_r{i % 1000}"),
+        actors=decision_pb2.Actors(requester_type="user", requester_id="u_4411", user_id="u_4411"),
+        rationale="The customer returned a damaged order; refund it in full.",
+        input_hash="sha256:" + "cd" * 32,
+    )
+    req.context.update({"order_id": f"ord_{i}", "customer_id": "cus_91f2", "reason_code": "damaged"})
+    return req
+
+
+class MixedLedger:
+    """What the mixed workload did on one target, accumulated over warm-up and rounds."""
+
+    def __init__(self) -> None:
+        self.allowed: list[str] = []  # decision ids of the allow decisions whose flow completed
+        self.consumed = 0  # ConsumeToken answered valid=true for the right decision
+        self.reported = 0  # ReportExecution answered SUCCEEDED + MATCHED
+        self.approvals: list[str] = []  # decision ids answered REQUIRE_APPROVAL
+        self.decisions = 0  # Decide calls answered OK (allow + approval)
+        self.unexpected = 0
+
+
+async def _mixed_flow(target: Target, i: int, allow_req, md, lat: dict[str, list[int]],
+                      errors: collections.Counter) -> int:
+    """One operation; returns the number of RPCs that completed OK. Gavel: every
+    MIXED_APPROVAL_EVERY-th operation is one Decide answered require_approval; the others are
+    Decide (allow) -> ConsumeToken(token) -> ReportExecution(decision, token, SUCCEEDED). The echo
+    makes the same number of unary RPCs with the request (no equivalent of the three methods)."""
+    import grpc
+
+    clock = time.perf_counter_ns
+    book = target.mixed
+    approval = i % MIXED_APPROVAL_EVERY == MIXED_APPROVAL_EVERY - 1
+    rpcs = 0
+    try:
+        if target.stub is None:  # the echo: 1 or 3 round trips of the request
+            for _ in range(1 if approval else 3):
+                t0 = clock()
+                await target.unary(allow_req, metadata=md)
+                lat["echo"].append(clock() - t0)
+                rpcs += 1
+            return rpcs
+        from google.protobuf import timestamp_pb2
+
+        from gavel.v1 import common_pb2, decision_pb2
+
+        stub = target.stub
+        t0 = clock()
+        d = await stub.Decide(approval_request(i) if approval else allow_req, metadata=md)
+        lat["decide_approval" if approval else "decide_allow"].append(clock() - t0)
+        rpcs += 1
+        book.decisions += 1
+        target.ok_calls += 1
+        if approval:
+            if d.outcome == common_pb2.OUTCOME_REQUIRE_APPROVAL and d.approval.approval_id and not d.decision_token:
+                book.approvals.append(d.decision_id)
+            else:
+                book.unexpected += 1
+            return rpcs
+        if d.outcome != common_pb2.OUTCOME_ALLOW or not d.decision_token:
+            book.unexpected += 1
+            return rpcs
+        t0 = clock()
+        c = await stub.ConsumeToken(decision_pb2.ConsumeTokenRequest(token=d.decision_token), metadata=md)
+        lat["consume"].append(clock() - t0)
+        rpcs += 1
+        if c.valid and c.decision_id == d.decision_id:
+            book.consumed += 1
+        else:
+            book.unexpected += 1
+        executed_at = timestamp_pb2.Timestamp()
+        executed_at.GetCurrentTime()
+        t0 = clock()
+        r = await stub.ReportExecution(decision_pb2.ReportExecutionRequest(
+            decision_id=d.decision_id, decision_token=d.decision_token,
+            status=decision_pb2.EXECUTION_STATUS_SUCCEEDED, executed_at=executed_at,
+            external_transaction_id=f"crm_read_{i}"), metadata=md)
+        lat["report"].append(clock() - t0)
+        rpcs += 1
+        if (r.status == decision_pb2.EXECUTION_STATUS_SUCCEEDED
+                and r.reconciliation.status == decision_pb2.RECONCILIATION_STATUS_MATCHED):
+            book.reported += 1
+        else:
+            book.unexpected += 1
+        book.allowed.append(d.decision_id)
+    except grpc.aio.AioRpcError as exc:
+        errors[exc.code().name] += 1
+    return rpcs
+
+
+async def run_mixed(target: Target, concurrency: int, seconds: float, req, md) -> dict:
+    """`concurrency` callers, each running operations back to back (see `_mixed_flow`) until the
+    deadline; an operation in progress at the deadline is finished (its RPCs count). rate =
+    operations/s; p50/p99 = whole operations; per-RPC latencies in `mixed.per_rpc`."""
+    lat: dict[str, list[int]] = collections.defaultdict(list)
+    ops: list[int] = []
+    errors: collections.Counter = collections.Counter()
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    counter = iter(range(1 << 62))
+    rpcs = 0
+    book = target.mixed
+    decisions0, unexpected0 = book.decisions, book.unexpected
+
+    async def worker() -> None:
+        nonlocal rpcs
+        while clock() < deadline and sum(errors.values()) < 1000:
+            t0 = clock()
+            n = await _mixed_flow(target, next(counter), req, md, lat, errors)
+            rpcs += n
+            ops.append(clock() - t0)
+
+    ok_before = target.ok_calls
+    srv0, cli0, t0 = target.server.cpu_seconds(), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    target.ok_calls = ok_before  # _summary adds the operations; put back the Decide count below
+    r = _summary(target, "mixed", concurrency, ops, elapsed, target.server.cpu_seconds() - srv0,
+                 time.process_time() - cli0, errors, book.unexpected - unexpected0)
+    decisions = book.decisions - decisions0
+    target.ok_calls = ok_before + decisions
+    per_rpc = {}
+    for name, xs in sorted(lat.items()):
+        xs.sort()
+        per_rpc[name] = {"n": len(xs), "p50_us": percentile(xs, 50), "p99_us": percentile(xs, 99)}
+    r["mixed"] = {"operations_per_s": r["rate"], "rpcs_per_s": rpcs / elapsed if elapsed > 0 else math.nan,
+                  "decisions_per_s": decisions / elapsed if elapsed > 0 else math.nan,
+                  "rpcs": rpcs, "decisions": decisions, "per_rpc": per_rpc}
+    return r
+
+
+def check_mixed(db: Path, book: MixedLedger) -> dict:
+    """After the run: every allow decision of the mixed workload has its token consumed (state
+    `consumed`) and one execution row; the store holds exactly as many consumed tokens as
+    ConsumeToken calls succeeded (only this workload consumes tokens), as many execution rows as
+    reports, and one pending approval task per require_approval answer."""
+    out: dict = {"allowed_flows": len(book.allowed), "consume_ok": book.consumed, "report_ok": book.reported,
+                 "approval_decisions": len(book.approvals), "unexpected_responses": book.unexpected}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            conn.execute("CREATE TEMP TABLE flow (decision_id TEXT PRIMARY KEY)")
+            conn.executemany("INSERT INTO flow VALUES (?)", ((d,) for d in book.allowed))
+            q = conn.execute
+            out["flow_tokens_consumed"] = q("SELECT count(*) FROM tokens JOIN flow USING (decision_id) "
+                                            "WHERE tokens.state = 'consumed' AND consumed_at IS NOT NULL").fetchone()[0]
+            out["flow_tokens"] = q("SELECT count(*) FROM tokens JOIN flow USING (decision_id)").fetchone()[0]
+            out["flow_executions"] = q("SELECT count(*) FROM executions JOIN flow USING (decision_id)").fetchone()[0]
+            out["db_tokens_consumed"] = q("SELECT count(*) FROM tokens WHERE state = 'consumed'").fetchone()[0]
+            out["db_executions"] = q("SELECT count(*) FROM executions").fetchone()[0]
+            out["db_approvals_pending"] = q("SELECT count(*) FROM approvals WHERE status = 'pending'").fetchone()[0]
+            out["db_approvals"] = q("SELECT count(*) FROM approvals").fetchone()[0]
+    except sqlite3.Error as exc:
+        out["error"] = str(exc)
+        out["ok"] = False
+        return out
+    n = len(book.allowed)
+    out["ok"] = (book.unexpected == 0 and book.consumed == n and book.reported == n
+                 and out["flow_tokens"] == n and out["flow_tokens_consumed"] == n and out["flow_executions"] == n
+                 and out["db_tokens_consumed"] == book.consumed and out["db_executions"] == book.reported
+                 and out["db_approvals"] == len(book.approvals) == out["db_approvals_pending"])
+    return out
+
+
 async def measure(target: Target, scenario: tuple[str, int], seconds: float, window: int, req, md) -> dict:
     name, concurrency = scenario
-    if concurrency:
+    if name == "mixed":
+        r = await run_mixed(target, concurrency, seconds, req, md)
+    elif concurrency:
         r = await run_unary(target, concurrency, seconds, req, md)
     else:
         r = await run_stream(target, seconds, window, req, md)
@@ -463,13 +644,13 @@ async def profile_server(target: Target, seconds: float, req, md, out: Path, nat
 FIELDS = ("rate", "p50_us", "p99_us", "server_cpu_us_per_req", "client_cpu_us_per_req")
 
 
-def summarise(rounds: list[list[dict]]) -> dict:
+def summarise(rounds: list[list[dict]], scenarios: list[tuple[str, int]] = SCENARIOS) -> dict:
     by: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
     for rnd in rounds:
         for r in rnd:
             by[(r["scenario"], r["target"])].append(r)
     summary = {}
-    for scenario, _ in SCENARIOS:
+    for scenario, _ in scenarios:
         row = {}
         for target in ("echo", "gavel"):
             rs = by.get((scenario, target), [])
@@ -483,18 +664,33 @@ def summarise(rounds: list[list[dict]]) -> dict:
                         "throughput": g["rate"] / e["rate"],
                         "per_round_p50": [round(p, 2) for p, _ in paired],
                         "per_round_throughput": [round(t, 3) for _, t in paired]}
+        if scenario == "mixed":
+            for target in ("echo", "gavel"):
+                row[target]["mixed"] = _mixed_medians([r["mixed"] for r in by.get((scenario, target), [])])
         summary[scenario] = row
     return summary
 
 
-def print_table(summary: dict, rounds: int, seconds: float) -> None:
+def _mixed_medians(runs: list[dict]) -> dict:
+    """Medians over rounds of the mixed workload's rates and per-RPC p50/p99."""
+    if not runs:
+        return {}
+    rates = ("operations_per_s", "rpcs_per_s", "decisions_per_s")
+    out: dict = {k: statistics.median(r[k] for r in runs) for k in rates}
+    names = sorted({name for r in runs for name in r["per_rpc"]})
+    out["per_rpc"] = {name: {f: statistics.median(r["per_rpc"][name][f] for r in runs if name in r["per_rpc"])
+                             for f in ("p50_us", "p99_us")} for name in names}
+    return out
+
+
+def print_table(summary: dict, rounds: int, seconds: float, scenarios: list[tuple[str, int]] = SCENARIOS) -> None:
     print(f"\nMedians over {rounds} round(s) of {seconds:g} s per measurement "
           "(latency µs; rate = requests or stream messages per second; CPU µs per request)\n")
     head = (f"{'scenario':<10} {'target':<6} {'rate/s':>9} {'p50 µs':>9} {'p99 µs':>9} {'srv CPU':>8} "
             f"{'cli CPU':>8} {'errors':>6}")
     print(head)
     print("-" * len(head))
-    for scenario, _ in SCENARIOS:
+    for scenario, _ in scenarios:
         row = summary[scenario]
         for target in ("echo", "gavel"):
             r = row[target]
@@ -504,10 +700,31 @@ def print_table(summary: dict, rounds: int, seconds: float) -> None:
         x = row["ratio"]
         print(f"{'':<10} {'g/e':<6} {x['throughput']:>8.3f}x {x['p50']:>8.2f}x {x['p99']:>8.2f}x")
     print("\nRatios gavel/echo (ratio of the medians; per-round ratios in the JSON):")
-    for scenario, _ in SCENARIOS:
+    for scenario, _ in scenarios:
         x = summary[scenario]["ratio"]
         print(f"  {scenario:<10} p50 x{x['p50']:.2f}   p99 x{x['p99']:.2f}   throughput x{x['throughput']:.3f} "
               f"(gavel reaches {100 * x['throughput']:.1f} % of the echo's rate)")
+    if "mixed" in summary:
+        print_mixed(summary["mixed"])
+
+
+def print_mixed(row: dict) -> None:
+    g, e = row["gavel"].get("mixed") or {}, row["echo"].get("mixed") or {}
+    if not g:
+        return
+    print(f"\nMixed workload, 16 in flight (an operation = Decide -> ConsumeToken -> ReportExecution, every "
+          f"{MIXED_APPROVAL_EVERY}th a single Decide answered require_approval; the echo makes the same number of "
+          "unary RPCs; medians over rounds):")
+    print(f"  gavel: {g['operations_per_s']:.0f} operations/s, {g['decisions_per_s']:.0f} decisions/s, "
+          f"{g['rpcs_per_s']:.0f} RPCs/s")
+    if e:
+        print(f"  echo:  {e['operations_per_s']:.0f} operations/s, {e['rpcs_per_s']:.0f} RPCs/s "
+              f"(gavel/echo operations x{g['operations_per_s'] / e['operations_per_s']:.3f})")
+    print(f"  {'RPC':<16} {'p50 µs':>9} {'p99 µs':>9}")
+    for name, v in {**g["per_rpc"], **({"echo (any)": e["per_rpc"]["echo"]} if e.get("per_rpc", {}).get("echo")
+                                        else {})}.items():
+        print(f"  {name:<16} {v['p50_us']:>9.0f} {v['p99_us']:>9.0f}")
+    print(f"  {'operation':<16} {row['gavel']['p50_us']:>9.0f} {row['gavel']['p99_us']:>9.0f}")
 
 
 def print_profile(p: dict) -> None:
@@ -554,7 +771,7 @@ async def run_bench(args: argparse.Namespace, gavel: ServerProcess, echo: Server
                                                response_deserializer=parse),
                        lambda r: r.agent.id == "support-agent"),
         "gavel": Target("gavel", gavel, g_channel, stub.Decide, stub.DecideStream,
-                        lambda r: r.outcome == common_pb2.OUTCOME_ALLOW),
+                        lambda r: r.outcome == common_pb2.OUTCOME_ALLOW, stub=stub),
     }
     # Check what we are about to measure.
     first = await stub.Decide(req, metadata=md)
@@ -571,14 +788,14 @@ async def run_bench(args: argparse.Namespace, gavel: ServerProcess, echo: Server
 
     if args.warmup > 0:
         print(f"warming up ({args.warmup:g} s per scenario and server)…", file=sys.stderr)
-        for scenario in SCENARIOS:
+        for scenario in args.scenario_list:
             for name in ("echo", "gavel"):
                 await measure(targets[name], scenario, args.warmup, args.stream_window, req, md)
 
     rounds: list[list[dict]] = []
     for i in range(args.rounds):
         results = []
-        for scenario in SCENARIOS:
+        for scenario in args.scenario_list:
             for name in ("echo", "gavel"):
                 r = await measure(targets[name], scenario, args.seconds, args.stream_window, req, md)
                 r["round"] = i + 1
@@ -600,7 +817,7 @@ async def run_bench(args: argparse.Namespace, gavel: ServerProcess, echo: Server
     await g_channel.close()
     await e_channel.close()
     return {"sizes": sizes, "rounds": rounds, "profile": profile, "rss_end": rss,
-            "ok_calls": {n: t.ok_calls for n, t in targets.items()}}
+            "ok_calls": {n: t.ok_calls for n, t in targets.items()}, "mixed_book": targets["gavel"].mixed}
 
 
 def recorded_decisions(db: Path) -> int | None:
@@ -620,6 +837,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-window", type=int, default=128,
                    help="messages outstanding on a stream (default 128; Gavel works on 64 at a time per stream)")
     p.add_argument("--rules", default=str(ROOT / "rules"), help="rules directory for Gavel (default: rules/)")
+    p.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
+                   help=f"comma-separated, from {','.join(SCENARIO_KEYS)} (default: all)")
     p.add_argument("--out", help="write the JSON results here")
     p.add_argument("--profile", action="store_true", help="then py-spy the Gavel server during unary x16")
     p.add_argument("--profile-seconds", type=float, default=10.0)
@@ -630,6 +849,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.serve_echo:
         return asyncio.run(_serve_echo(args.serve_echo))
+    try:
+        wanted = {SCENARIO_KEYS[k.strip()] for k in args.scenarios.split(",") if k.strip()}
+    except KeyError as exc:
+        p.error(f"unknown scenario {exc}; choose from {', '.join(SCENARIO_KEYS)}")
+    args.scenario_list = [sc for sc in SCENARIOS if sc[0] in wanted]
 
     workdir = Path(tempfile.mkdtemp(prefix="gavel-service-bench-"))
     args.workdir = str(workdir)
@@ -645,7 +869,8 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
     data_dir = workdir / "data"
     key = seed(data_dir)
     gavel = ServerProcess("gavel", [*gavel_cmd(), "serve", "--data-dir", str(data_dir), "--rules", args.rules,
-                                    "--grpc-addr", "127.0.0.1:0", "--rate-limit-per-minute", "0"],
+                                    "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+                                    "--rate-limit-per-minute", "0"],
                           workdir / "gavel.log")
     echo = ServerProcess("echo", [sys.executable, str(Path(__file__).resolve()), "--serve-echo", "127.0.0.1:0"],
                          workdir / "echo.log")
@@ -658,9 +883,9 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
     finally:
         codes = {"gavel": gavel.stop(), "echo": echo.stop()}
 
-    summary = summarise(result["rounds"])
+    summary = summarise(result["rounds"], args.scenario_list)
     if args.rounds:
-        print_table(summary, args.rounds, args.seconds)
+        print_table(summary, args.rounds, args.seconds, args.scenario_list)
     if result["profile"]:
         print_profile(result["profile"])
     recorded = recorded_decisions(data_dir / "gavel.db")
@@ -669,15 +894,25 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
           f"{'' if recorded == result['ok_calls']['gavel'] else '  <-- MISMATCH'}")
     print(f"Server exit codes: {codes}; RSS at the end: gavel {result['rss_end']['gavel_mb']:.0f} MB, "
           f"echo {result['rss_end']['echo_mb']:.0f} MB")
+    mixed_check = None
+    if any(sc[0] == "mixed" for sc in args.scenario_list):
+        mixed_check = check_mixed(data_dir / "gavel.db", result["mixed_book"])
+        mc = mixed_check
+        print(f"Mixed workload check: {mc['allowed_flows']} allow flows, {mc['consume_ok']} tokens consumed OK, "
+              f"{mc['report_ok']} executions reported; in the store: {mc.get('flow_tokens_consumed')} of their "
+              f"tokens consumed, {mc.get('flow_executions')} execution rows, {mc.get('db_tokens_consumed')} "
+              f"consumed tokens in all, {mc.get('db_approvals')} approval tasks for {mc['approval_decisions']} "
+              f"require_approval answers -> {'OK' if mc['ok'] else 'MISMATCH'}")
     for name, lines in anomalies.items():
         if lines:
             print(f"{name} log: {len(lines)} warning/error line(s), first: {lines[:5]}")
     out = {
-        "config": {k: v for k, v in vars(args).items() if k != "serve_echo"},
+        "config": {k: v for k, v in vars(args).items() if k not in ("serve_echo", "scenario_list")},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "versions": _versions(),
         "sizes": result["sizes"], "summary": summary, "rounds": result["rounds"], "profile": result["profile"],
         "durability": {"answered_ok": result["ok_calls"]["gavel"], "recorded": recorded},
+        "mixed_check": mixed_check,
         "server_exit_codes": codes, "server_log_anomalies": anomalies, "rss_end_mb": result["rss_end"],
     }
     if args.out:
