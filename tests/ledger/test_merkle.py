@@ -301,3 +301,46 @@ def test_a_large_tree_builds_and_proves_quickly():
     # Generous bounds: building is O(n); each root and proof is O(log n), no rehashing of leaves.
     assert built < 10, built
     assert proving / checks < 0.01, proving / checks
+
+
+# --- a tree that keeps only the levels above its blocks --------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 70), st.integers(1, 4), st.data())
+def test_a_tree_keeping_only_block_roots_answers_exactly_like_the_full_tree(count, block_level, data):
+    leaves = [hashlib.sha256(str(i).encode()).digest() for i in range(count)]
+    reads: list[tuple[int, int]] = []
+
+    def fetch(start: int, end: int) -> list[bytes]:
+        reads.append((start, end))
+        return leaves[start:end]
+
+    full = MerkleTree(leaves)
+    bounded = MerkleTree(leaves, block_level=block_level, fetch=fetch)
+    assert bounded.size == full.size == count
+    assert len(bounded._levels[0]) == (count >> block_level) * 32  # nothing below the blocks is kept
+    for size in range(count + 1):
+        assert bounded.root(size) == full.root(size)
+    if count:
+        size = data.draw(st.integers(1, count))
+        for index in range(size):
+            assert bounded.inclusion_proof(index, size) == full.inclusion_proof(index, size)
+        for first in range(size + 1):
+            assert bounded.consistency_proof(first, size) == full.consistency_proof(first, size)
+    assert all(end - start == 1 << block_level for start, end in reads)
+
+
+def test_leaves_read_back_must_hash_to_the_block_root_the_tree_kept():
+    leaves = [hashlib.sha256(bytes([i])).digest() for i in range(16)]
+    tampered = list(leaves)
+    tampered[5] = hashlib.sha256(b"rewritten").digest()
+    tree = MerkleTree(leaves, block_level=2, fetch=lambda start, end: tampered[start:end])
+    with pytest.raises(ValueError, match="do not hash to the root"):
+        tree.inclusion_proof(5, 16)
+    tree.fetch = lambda start, end: leaves[start:end - 1]
+    with pytest.raises(ValueError, match="expected 4 leaves"):
+        tree.inclusion_proof(5, 16)
+    tree.fetch = None
+    with pytest.raises(ValueError, match="nothing to read them from"):
+        tree.inclusion_proof(5, 16)
+    assert tree.root() == MerkleTree(leaves).root()  # roots need no leaves from complete blocks

@@ -29,15 +29,25 @@ def origin_of(issuer: str, tenant_id: str, environment: str) -> str:
     return f"{issuer}/ledger/{tenant_id}/{environment}"
 
 
-class MerkleCache:
-    """The Merkle tree of each chain, extended on demand from the store's event hashes."""
+MERKLE_BLOCK_LEVEL = 8  # the cache keeps one node per 256 events; proofs read one block back
 
-    def __init__(self) -> None:
+
+class MerkleCache:
+    """The Merkle tree of each chain, extended on demand from the store's event hashes. It keeps
+    the levels above blocks of 2**MERKLE_BLOCK_LEVEL events (about 64 bytes per block, so memory
+    stays flat however long the server runs) and reads a block's event hashes back when a proof
+    needs a node inside it."""
+
+    def __init__(self, block_level: int = MERKLE_BLOCK_LEVEL) -> None:
         self._trees: dict[tuple[str, str], MerkleTree] = {}
+        self._block_level = block_level
         self._lock = threading.Lock()
 
     def _grown(self, uow: UnitOfWork, tenant_id: str, environment: str, size: int) -> MerkleTree:
-        tree = self._trees.setdefault((tenant_id, environment), MerkleTree())
+        tree = self._trees.get((tenant_id, environment))
+        if tree is None:
+            tree = self._trees[(tenant_id, environment)] = MerkleTree(block_level=self._block_level)
+        tree.fetch = lambda start, end: uow.ledger.hashes(tenant_id, environment, start + 1, end)
         if tree.size < size:
             for h in uow.ledger.hashes(tenant_id, environment, tree.size + 1, size):
                 tree.append(h)

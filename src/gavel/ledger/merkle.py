@@ -15,12 +15,18 @@ visits starts at a multiple of its size rounded up to a power of two, so a subtr
 2**h leaves is one lookup, and a ragged one is a lookup on the left plus a descent on the right:
 MTH of any prefix, and every proof element, costs O(log n) hashes, without rehashing the leaves.
 Memory is about 2 × 32 bytes per leaf.
+
+A server keeps one tree per chain for as long as it runs, so it keeps only the levels from
+`block_level` up (2**block_level leaves per block): memory is about 2 × 32 bytes per *block*,
+plus the leaf hashes of the last, incomplete block. A node below that level is recomputed from its
+block's leaf inputs, which `leaves(start, end)` supplies (the server reads them from the store);
+they must hash to the block's root the tree kept, or the proof is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 HASH_LENGTH = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -45,8 +51,15 @@ class MerkleTree:
     grows one event at a time. It stores hashes only, never the leaf inputs.
     """
 
-    def __init__(self, leaves: Iterable[bytes] = ()) -> None:
-        self._levels: list[bytearray] = [bytearray()]
+    def __init__(self, leaves: Iterable[bytes] = (), *, block_level: int = 0,
+                 fetch: Callable[[int, int], Sequence[bytes]] | None = None) -> None:
+        if block_level < 0:
+            raise ValueError("block_level must be >= 0")
+        self._block_level = block_level
+        self._levels: list[bytearray] = [bytearray()]  # level block_level and up
+        self._tail = bytearray()  # block_level > 0: the leaf hashes of the incomplete last block
+        self._fetched: tuple[int, bytes] = (-1, b"")  # the last complete block read back: (block, hashes)
+        self.fetch = fetch  # leaves(start, end) → the leaf inputs [start, end), for block_level > 0
         self._size = 0
         for leaf in leaves:
             self.append(leaf)
@@ -61,7 +74,13 @@ class MerkleTree:
         if not isinstance(leaf, bytes):
             raise TypeError("a leaf is bytes")
         node = leaf_hash(leaf)
-        index = self._size
+        self._size += 1
+        if self._block_level:
+            self._tail += node
+            if len(self._tail) < HASH_LENGTH << self._block_level:
+                return
+            node, self._tail = _perfect_root(bytes(self._tail)), bytearray()
+        index = (self._size - 1) >> self._block_level
         level = 0
         while True:
             if level == len(self._levels):
@@ -69,10 +88,9 @@ class MerkleTree:
             self._levels[level] += node
             if index % 2 == 0:  # a left child: its parent waits for a right sibling
                 break
-            node = node_hash(self._node(level, index - 1), node)
+            node = node_hash(self._kept(level, index - 1), node)
             index //= 2
             level += 1
-        self._size += 1
 
     def root(self, size: int | None = None) -> bytes:
         """Return MTH of the first `size` leaves (all of them by default)."""
@@ -135,8 +153,35 @@ class MerkleTree:
         return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
 
     def _node(self, level: int, index: int) -> bytes:
+        if level >= self._block_level:
+            return self._kept(level - self._block_level, index)
+        block = (index << level) >> self._block_level
+        hashes = self._block_hashes(block)
+        offset = ((index << level) - (block << self._block_level)) * HASH_LENGTH
+        return _perfect_root(hashes[offset : offset + (HASH_LENGTH << level)])
+
+    def _kept(self, level: int, index: int) -> bytes:
         offset = index * HASH_LENGTH
         return bytes(self._levels[level][offset : offset + HASH_LENGTH])
+
+    def _block_hashes(self, block: int) -> bytes:
+        """The leaf hashes of `block`: the incomplete last block from memory, a complete one read
+        back through `fetch` and checked against the root kept for it."""
+        if block == self._size >> self._block_level:
+            return bytes(self._tail)
+        if self._fetched[0] == block:
+            return self._fetched[1]
+        if self.fetch is None:
+            raise ValueError("this tree keeps no leaves below its block level and has nothing to read them from")
+        width = 1 << self._block_level
+        leaves = self.fetch(block * width, (block + 1) * width)
+        if len(leaves) != width or not all(isinstance(leaf, bytes) for leaf in leaves):
+            raise ValueError(f"block {block}: expected {width} leaves, got {len(leaves)}")
+        hashes = b"".join(leaf_hash(leaf) for leaf in leaves)
+        if _perfect_root(hashes) != self._kept(0, block):
+            raise ValueError(f"block {block}: the leaves read back do not hash to the root kept for them")
+        self._fetched = (block, hashes)
+        return hashes
 
     @staticmethod
     def _require(condition: bool, message: str) -> None:
@@ -203,6 +248,14 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     return fr == first_root and sr == second_root and sn == 0
+
+
+def _perfect_root(hashes: bytes) -> bytes:
+    """MTH of a power-of-two number of leaves, given their leaf hashes back to back."""
+    level = [hashes[i : i + HASH_LENGTH] for i in range(0, len(hashes), HASH_LENGTH)]
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
 
 
 def _split(n: int) -> int:
