@@ -940,3 +940,34 @@ def test_a_store_used_from_two_event_loops_writes_from_both(tmp_path: Path) -> N
         await store.close()
 
     asyncio.run(second())
+
+
+async def test_a_wal_that_readers_let_grow_is_cut_back_once_they_finish(tmp_path: Path, monkeypatch) -> None:
+    import sqlite3
+
+    from gavel.adapters.db import store as store_module
+
+    monkeypatch.setattr(store_module, "WAL_TRUNCATE_BYTES", 256 * 1024)
+    url = sqlite_url(tmp_path / "gavel.db")
+    migrate(url)
+    store = SqlStore(url)
+    reader = sqlite3.connect(tmp_path / "gavel.db", isolation_level=None)
+    wal = tmp_path / "gavel.db-wal"
+    try:
+        await store.write(lambda uow: uow.tenants.add(tenant("ten_first")), chain=CHAIN)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM tenants").fetchone()  # holds a snapshot: PASSIVE cannot finish
+        for round_ in range(10):
+            await asyncio.gather(*(store.write(lambda uow, n=n, r=round_: uow.tenants.add(tenant(f"t_{r}_{n}")),
+                                               chain=CHAIN) for n in range(100)))
+        await asyncio.sleep(0.3)
+        assert wal.stat().st_size > 256 * 1024  # grown past the limit while the reader looks
+        reader.execute("COMMIT")
+        deadline = time.monotonic() + 10
+        while wal.stat().st_size > 256 * 1024 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert wal.stat().st_size <= 256 * 1024
+        assert await store.read(lambda uow: uow.tenants.get("t_9_99")) is not None
+    finally:
+        reader.close()
+        await store.close()

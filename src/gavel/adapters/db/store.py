@@ -52,6 +52,7 @@ PING_TIMEOUT_S = 2.0
 RETRIES = 3  # runs of a unit that lost a race with another writer (RetryUnit)
 BATCH_RETRIES = 5  # runs of a whole batch chosen as a deadlock victim
 WAL_CHECKPOINT_INTERVAL_S = 0.1  # SQLite: how often committed WAL frames are moved to the database file
+WAL_TRUNCATE_BYTES = 64 * 1024 * 1024  # SQLite: a WAL larger than this is checkpointed in full and truncated
 
 
 @dataclass(eq=False)
@@ -317,7 +318,9 @@ class SqlStore:
         `WAL_CHECKPOINT_INTERVAL_S` while commits happen. PASSIVE never blocks the writer or a
         reader; whatever it cannot move yet (a reader still needs it) waits for the next round,
         and SQLite restarts the WAL from its start once everything is moved. The fsyncs happen
-        here, on a thread that holds no lock the decisions need."""
+        here, on a thread that holds no lock the decisions need. If readers keep rounds from
+        finishing and the WAL passes `WAL_TRUNCATE_BYTES`, a TRUNCATE checkpoint waits for them and
+        cuts it back."""
         while not self._closed:  # SQLite moves the rest when the last connection closes
             self._committed.wait()
             if self._closed:
@@ -327,6 +330,11 @@ class SqlStore:
             try:
                 with self._writer_engine.connect() as connection:
                     prepared.run(connection, "PRAGMA wal_checkpoint(PASSIVE)")
+                    if self._wal_bytes() > WAL_TRUNCATE_BYTES:
+                        # Readers kept PASSIVE rounds from finishing and the WAL grew: wait for them
+                        # (writes meanwhile go to the writer thread, which waits too), move every
+                        # frame and cut the file back to nothing.
+                        prepared.run(connection, "PRAGMA wal_checkpoint(TRUNCATE)")
             except Exception:  # the database is unavailable: the writer reports that; try again later
                 time.sleep(WAL_CHECKPOINT_INTERVAL_S)
 
@@ -354,6 +362,13 @@ class SqlStore:
         if held is not None:
             with contextlib.suppress(Exception):
                 held.close()
+
+    def _wal_bytes(self) -> int:
+        assert self._sqlite_file is not None
+        try:
+            return self._sqlite_file.with_name(self._sqlite_file.name + "-wal").stat().st_size
+        except OSError:
+            return 0
 
     def _commit(self, batch: list[_PendingWrite], connect: Callable[[], Any], *, inline: bool = False) -> bool:
         """Run and commit `batch`, then hand every unit its outcome. Inline (on the loop, SQLite),
