@@ -157,7 +157,8 @@ def build_archive(directory: str | os.PathLike, *, version: str, author: str, no
     try:
         files = read_bundle_files([root])
     except SourceError as exc:
-        raise BundleError(str(exc), (error("E007", exc.message, Span.point(exc.path, 1, 1)),)) from None
+        where = Span.point(exc.path, exc.line, exc.column)
+        raise BundleError(str(exc), (error(exc.code or "E007", exc.message, where),)) from None
     if not any(f.name.endswith(RULE_SUFFIX) for f in files):
         raise BundleError(f"no .rules files in {directory}")
     try:

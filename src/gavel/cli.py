@@ -47,7 +47,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         found = read_bundle_files(args.paths)
     except SourceError as exc:
-        raise UsageError(str(exc)) from None
+        if exc.code is None:  # a path that does not exist is a usage error
+            raise UsageError(str(exc)) from None
+        return _unreadable(exc, args.format)  # too large, not UTF-8: a diagnostic like any other
     files = [f for f in found if not is_data_name(f.name)]
     data = [DataFile(f.display, f.name, f.text) for f in found if is_data_name(f.name)]
     if not files:
@@ -67,6 +69,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{status}: {_count(len(files), 'file')}, {_count(rules, 'rule')}, {_count(errors, 'error')}, "
               f"{_count(warnings, 'warning')}")
     return EXIT_OK if comp.ok else EXIT_POLICY
+
+
+def _unreadable(exc, fmt: str) -> int:
+    """`gavel check` on a file it cannot read as text: one error at its `file:line:col`, exit 1."""
+    from gavel.lang.diagnostics import error
+    from gavel.lang.source import Span
+
+    d = error(exc.code, exc.message, Span.point(exc.path, exc.line, exc.column))
+    if fmt == "json":
+        print(json.dumps({"ok": False, "diagnostics": [d.to_dict()]}, indent=2))
+    else:
+        print(render(d))
+        print()
+        print("failed: 1 unreadable file, 1 error")
+    return EXIT_POLICY
 
 
 def _count(n: int, noun: str) -> str:

@@ -24,12 +24,18 @@ class RuleFile:
 
 
 class SourceError(Exception):
-    """A path that cannot be read as rules (missing, not UTF-8, too large, …)."""
+    """A path that cannot be read as rules (missing, not UTF-8, too large, …).
 
-    def __init__(self, path: str, message: str):
+    `code` is the diagnostic code when the problem is the file's content rather than the path
+    (E006: larger than the limit, E007: not UTF-8 or unreadable), so that `gavel check` can report
+    it at `file:line:col` like any other diagnostic; None for a path that does not exist."""
+
+    def __init__(self, path: str, message: str, code: str | None = None, line: int = 1, column: int = 1):
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+        self.code = code
+        self.line, self.column = line, column
 
 
 def read_rule_files(paths: Iterable[str | os.PathLike]) -> list[RuleFile]:
@@ -79,12 +85,16 @@ def _add(found: dict[str, RuleFile], f: RuleFile) -> None:
 def _read(path: Path, name: str, limit: int = MAX_FILE_BYTES) -> RuleFile:
     display = os.path.relpath(path) if not path.is_absolute() else str(path)
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise SourceError(display, f"file is larger than {limit} bytes")
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as f:
+            data = f.read(limit + 1)  # never more than the limit in memory, whatever the file is
+        if len(data) > limit:
+            raise SourceError(display, f"file is larger than {limit} bytes", "E006")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SourceError(display, f"not valid UTF-8 (byte {exc.start})") from None
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
+        raise SourceError(display, f"not valid UTF-8 (byte {exc.start})", "E007",
+                          data.count(b"\n", 0, exc.start) + 1, column) from None
     except OSError as exc:
-        raise SourceError(display, exc.strerror or str(exc)) from None
+        raise SourceError(display, exc.strerror or str(exc), "E007") from None
     return RuleFile(display, name, text)

@@ -13,7 +13,7 @@ from gavel.app.errors import FieldViolation, InvalidRequest, MissingField
 from gavel.app.model import MODES
 from gavel.ledger.canonical import JsonNumber, canonical_decimal
 
-AMOUNT = re.compile(r"\d{1,18}(\.\d{1,8})?")
+AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,8})?")  # ASCII digits only: `\d` also matches `١٢٣` and `９`
 CURRENCY = re.compile(r"[A-Z]{3}")
 INPUT_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
@@ -25,6 +25,8 @@ MAX_TEXT = 256
 MAX_DEPTH = 16
 MAX_KEYS = 1000
 MAX_KEY_LENGTH = 256
+MAX_IDEMPOTENCY_KEY = 255
+MAX_SAFE_NUMBER = 2**53 - 1  # I-JSON (RFC 7493): beyond it a JSON number is not exact everywhere
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,20 @@ def _check_struct(value: Any, name: str, problems: list[FieldViolation]) -> None
             stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(node))
         elif isinstance(node, float) and not math.isfinite(node):
             _violation(problems, where, "numbers must be finite")
+        elif isinstance(node, int | float) and not isinstance(node, bool) and abs(node) > MAX_SAFE_NUMBER:
+            _violation(problems, where, "numbers must be within ±(2**53 - 1) (I-JSON); send larger ones as strings")
         if keys > MAX_KEYS:
             _violation(problems, name, f"more than {MAX_KEYS} keys and items")
             return
+
+
+def _check_text(value: str, name: str, problems: list[FieldViolation], limit: int = MAX_TEXT) -> None:
+    """A text field: at most `limit` characters and no NUL, which PostgreSQL text cannot hold
+    (refused on every store, so a request means the same everywhere)."""
+    if len(value) > limit:
+        _violation(problems, name, f"longer than {limit} characters")
+    elif "\x00" in value:
+        _violation(problems, name, "must not contain NUL (U+0000) characters")
 
 
 def validate(inp: DecideInput) -> None:
@@ -84,9 +97,7 @@ def validate(inp: DecideInput) -> None:
         raise MissingField("missing required fields: " + ", ".join(v.field for v in missing), tuple(missing))
     problems: list[FieldViolation] = []
     for name in ACTION_FIELDS:
-        value = inp.action.get(name, "")
-        if len(value) > MAX_TEXT:
-            _violation(problems, f"action.{name}", f"longer than {MAX_TEXT} characters")
+        _check_text(inp.action.get(name, ""), f"action.{name}", problems)
     amount = inp.action.get("amount", "")
     if amount and not AMOUNT.fullmatch(amount):
         _violation(problems, "action.amount",
@@ -96,24 +107,18 @@ def validate(inp: DecideInput) -> None:
         _violation(problems, "action.currency", "must be an ISO 4217 code: 3 upper-case letters")
     if not IDENTIFIER.fullmatch(inp.agent_id):
         _violation(problems, "agent.id", "1–128 letters, digits and . _ : @ / -, starting with a letter or digit")
-    for name in ("session_id",):
-        if len(inp.session_id) > MAX_TEXT:
-            _violation(problems, f"agent.{name}", f"longer than {MAX_TEXT} characters")
+    _check_text(inp.session_id, "agent.session_id", problems)
     for name in ACTOR_FIELDS:
-        if len(inp.actors.get(name, "")) > MAX_TEXT:
-            _violation(problems, f"actors.{name}", f"longer than {MAX_TEXT} characters")
-    if len(inp.rationale) > MAX_RATIONALE:
-        _violation(problems, "rationale", f"longer than {MAX_RATIONALE} characters")
+        _check_text(inp.actors.get(name, ""), f"actors.{name}", problems)
+    _check_text(inp.rationale, "rationale", problems, MAX_RATIONALE)
     if inp.confidence is not None and not (math.isfinite(inp.confidence) and 0 <= inp.confidence <= 1):
         _violation(problems, "confidence", "must be between 0 and 1")
     if inp.input_hash and not INPUT_HASH.fullmatch(inp.input_hash):
         _violation(problems, "input_hash", "must be sha256: followed by 64 lower-case hex digits")
     if inp.mode is not None and inp.mode not in MODES:
         _violation(problems, "mode", f"unknown mode; use one of {', '.join(m.upper() for m in MODES)}")
-    if len(inp.idempotency_key) > 255:
-        _violation(problems, "idempotency_key", "longer than 255 characters")
-    if len(inp.correlation_id) > MAX_TEXT:
-        _violation(problems, "correlation_id", f"longer than {MAX_TEXT} characters")
+    _check_text(inp.idempotency_key, "idempotency_key", problems, MAX_IDEMPOTENCY_KEY)
+    _check_text(inp.correlation_id, "correlation_id", problems)
     if inp.args is not None:
         _check_struct(inp.args, "action.args", problems)
     if inp.context is not None:
@@ -121,6 +126,41 @@ def validate(inp: DecideInput) -> None:
     if problems:
         raise InvalidRequest("invalid request: " + "; ".join(f"{v.field} {v.description}" for v in problems),
                              tuple(problems))
+
+
+def modified_action(change: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a MODIFY changes, checked like a Decide's action (same limits and messages,
+    named `modified_action.*`), with Struct numbers as JCS numbers; InvalidRequest listing every
+    problem otherwise. For both edges: the REST callback and gRPC's ResolveApproval."""
+    problems: list[FieldViolation] = []
+    out: dict[str, Any] = {}
+    for name, value in change.items():
+        where = f"modified_action.{name}"
+        if value is None:
+            continue
+        if name == "args":
+            if not isinstance(value, Mapping):
+                _violation(problems, where, "must be an object")
+                continue
+            _check_struct(value, where, problems)
+            out[name] = json_number(value)
+        elif name in ACTION_FIELDS:
+            if not isinstance(value, str):
+                _violation(problems, where, "must be a string")
+                continue
+            _check_text(value, where, problems)
+            if name == "amount" and value and not AMOUNT.fullmatch(value):
+                _violation(problems, where, "must be a decimal string ≥ 0 with at most 18 digits before and 8 "
+                                            "after the point, e.g. \"120.00\"")
+            if name == "currency" and value and not CURRENCY.fullmatch(value):
+                _violation(problems, where, "must be an ISO 4217 code: 3 upper-case letters")
+            out[name] = value
+        else:
+            _violation(problems, where, f"unknown field; an action has {', '.join((*ACTION_FIELDS, 'args'))}")
+    if problems:
+        raise InvalidRequest("invalid modified_action: " + "; ".join(f"{v.field} {v.description}" for v in problems),
+                             tuple(problems))
+    return out
 
 
 def json_number(v: Any) -> Any:
