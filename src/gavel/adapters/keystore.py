@@ -25,10 +25,18 @@ class KeyFileError(Exception):
     """The key file exists but cannot be used (unreadable, malformed, too permissive)."""
 
 
+def _temporary_name(path: Path) -> Path:
+    """A fresh, unpredictable name beside `path`: nobody can plant a file or symlink there first."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(8).hex()}.tmp")
+
+
 def _write_synced(path: Path, text: str) -> None:
-    """Write `text` to `path`, readable by the owner only, and flush it to disk."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Create `path` — it must not exist yet, and a symlink there is not followed — readable by the
+    owner only, write `text` and flush it to disk. The mode is set before the secret is written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
     try:
+        os.fchmod(fd, 0o600)
         os.write(fd, text.encode("utf-8"))
         os.fsync(fd)
     finally:
@@ -37,19 +45,21 @@ def _write_synced(path: Path, text: str) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    _write_synced(tmp, text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    tmp = _temporary_name(path)
+    try:
+        _write_synced(tmp, text)
+        os.replace(tmp, path)  # replaces a symlink at `path` itself, never the file it points to
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _create_exclusively(path: Path, text: str) -> None:
     """Create the key file unless another process (a replica starting at the same moment) just
     did: the first one wins and everybody loads its keys."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _write_synced(tmp, text)
+    tmp = _temporary_name(path)
     try:
+        _write_synced(tmp, text)
         os.link(tmp, path)  # fails if the file exists: never replaces someone else's keys
     except FileExistsError:
         pass

@@ -81,7 +81,7 @@ def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, enviro
               "description": description}
     # Replays return the key's metadata but never the secret again: it is not stored anywhere.
     return once(uow, tenant_id=tenant, environment=environment, operation="AdminService.CreateApiKey",
-                key=idempotency_key, fields=fields, now=now, run=run,
+                key=idempotency_key, fields=fields, now=now, run=run, stored=lambda r: {**r, "secret": ""},
                 replay=lambda r: {**r, "secret": ""}) if idempotency_key else run()
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from gavel.app import approvals
 from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, NotFound, SodViolation
 from gavel.app.idempotency import once
+from gavel.app.keys import ensure_not_revoked
 from gavel.app.principal import Principal
 from gavel.app.verdicts import Finalizer
 
@@ -92,12 +93,13 @@ class ApprovalMixin:
         roles = self._visible_roles(p, role)
         visible = (lambda t: True) if roles is None else (lambda t: t.role in roles or t.original_role in roles)
         if cursor:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):  # `²` is a digit too
                 raise InvalidRequest("cursor must come from a previous ApprovalUpdate",
                                      (FieldViolation("cursor", "malformed"),))
             position = int(cursor)
         else:
             def snapshot(uow):
+                ensure_not_revoked(uow, p)
                 head = uow.ledger.head(p.tenant_id, p.environment, lock=False)
                 tasks = uow.approvals.list(p.tenant_id, p.environment, "pending", roles, None, 10_000, None)
                 return (head[0] if head else 0), tasks
@@ -107,6 +109,7 @@ class ApprovalMixin:
                 yield task_dict(t), str(position), True
         while True:
             def changes(uow, after=position):
+                ensure_not_revoked(uow, p)  # a key revoked while its stream is open ends the stream
                 events = uow.ledger.events(p.tenant_id, p.environment, after + 1, 500)
                 out = []
                 for e in events:
@@ -126,9 +129,13 @@ class ApprovalMixin:
     async def wait_decision(self, p: Principal, decision_id: str, idle_poll: float = 0.5):
         """The decision now, then every change, until it is final."""
         last = None
+
+        def current(uow):
+            ensure_not_revoked(uow, p)  # a key revoked while its stream is open ends the stream
+            return uow.decisions.get(p.tenant_id, p.environment, decision_id)
+
         while True:
-            record = await self.deps.store.read(lambda uow: uow.decisions.get(p.tenant_id, p.environment,
-                                                                              decision_id))
+            record = await self.deps.store.read(current)
             if record is None:
                 raise NotFound(f"no decision `{decision_id}`")
             if record.result != last:

@@ -92,15 +92,23 @@ def _step(principal: str, role: str, action: str, note: str, at: datetime, sod: 
             "sod_result": sod}
 
 
+def person(identity: str) -> str:
+    """An identity as SoD compares it: `Alice@Acme.com ` and `alice@acme.com` are one person. The
+    requester and sponsor ids come from the agent's request, the approver from a key's principal;
+    spelling differences between the two must not let someone approve their own request."""
+    return identity.strip().casefold()
+
+
 def sod_check(task: ApprovalRecord, p: Principal, conflicts: frozenset[tuple[str, str]],
               sponsor_in_registry: str) -> str | None:
     """Why this approver may not approve this task, or None."""
     who = p.principal
-    if task.requester_id and who == task.requester_id:
+    me = person(who)
+    if person(task.requester_id) and me == person(task.requester_id):
         return f"{who} requested this action and cannot approve it"
-    if who in {s for s in (task.human_sponsor_id, sponsor_in_registry) if s}:
+    if me in {person(s) for s in (task.human_sponsor_id, sponsor_in_registry) if person(s)}:
         return f"{who} is the agent's human sponsor and cannot approve its actions"
-    if who in task.approvers:
+    if me in {person(a) for a in task.approvers}:
         return f"{who} has already approved this task; approvals must come from distinct people"
     for held in sorted(p.roles):
         if (held, task.role) in conflicts:

@@ -22,8 +22,11 @@ def request_hash(fields: Any) -> str:
 
 
 def once(uow: UnitOfWork, *, tenant_id: str, environment: str, operation: str, key: str, fields: Any,
-         now: datetime, run: Callable[[], dict], replay: Callable[[dict], dict]) -> dict:
-    """Run `run` unless this key was seen; return its response dict (stored for replays)."""
+         now: datetime, run: Callable[[], dict], replay: Callable[[dict], dict],
+         stored: Callable[[dict], dict] | None = None) -> dict:
+    """Run `run` unless this key was seen; return its response dict. What is stored for replays is
+    `stored(response)` (the response itself by default): a secret the first caller alone may see
+    must never reach the database."""
     if not key:
         return run()
     digest = request_hash(fields)
@@ -36,7 +39,8 @@ def once(uow: UnitOfWork, *, tenant_id: str, environment: str, operation: str, k
         return replay(seen.response)
     response = run()
     try:
-        uow.idempotency.put(IdempotencyRecord(tenant_id, environment, operation, key, digest, response, now))
+        kept = response if stored is None else stored(response)
+        uow.idempotency.put(IdempotencyRecord(tenant_id, environment, operation, key, digest, kept, now))
     except Conflict:  # the same key was committed meanwhile (another replica): run again, replay
         raise RetryUnit(f"idempotency key `{key}` was used concurrently") from None
     return response

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from gavel.app.errors import Unauthenticated
 from gavel.app.model import ApiKeyRecord
+from gavel.app.ports import UnitOfWork
 from gavel.app.principal import Principal
 
 PREFIXES = {"sk_test_": "test", "sk_live_": "live", "gk_admin_": None}
@@ -62,12 +63,17 @@ def principal_of(record: ApiKeyRecord) -> Principal:
 
 
 class KeyCache:
-    """Recently verified keys, so the hot path skips the database; revocation evicts at once."""
+    """Recently verified keys, so the hot path skips the database; revocation evicts at once.
+
+    A revoked key id is remembered for good (revocation is final): an authentication that read the
+    key's record just before the revocation committed, and puts it here just after the eviction,
+    cannot bring the revoked key back for a cache lifetime."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, ttl: float = CACHE_SECONDS):
         self._clock = clock
         self._ttl = ttl
         self._entries: dict[str, tuple[float, bytes, Principal]] = {}
+        self._revoked: set[str] = set()
 
     def get(self, key_id: str, secret_hash: bytes) -> Principal | None:
         entry = self._entries.get(key_id)
@@ -78,12 +84,26 @@ class KeyCache:
         return entry[2]
 
     def put(self, key_id: str, secret_hash: bytes, principal: Principal) -> None:
+        if key_id in self._revoked:
+            return
         if len(self._entries) > 100_000:
             self._entries.clear()
         self._entries[key_id] = (self._clock() + self._ttl, secret_hash, principal)
 
     def evict(self, key_id: str) -> None:
+        """The key was revoked: drop it, and never cache it again."""
         self._entries.pop(key_id, None)
+        if len(self._revoked) > 1_000_000:  # bounded; a forgotten id is still refused by the store
+            self._revoked.clear()
+        self._revoked.add(key_id)
+
+
+def ensure_not_revoked(uow: UnitOfWork, principal: Principal) -> None:
+    """For long-lived calls (streams): refuse to go on once the caller's key has been revoked.
+    Authentication happens when a call starts; a stream re-checks its key on every poll."""
+    record = uow.keys.get(principal.key_id)
+    if record is None or record.revoked_at is not None:
+        raise Unauthenticated("the API key was revoked")
 
 
 def check_record(record: ApiKeyRecord | None, environment: str | None, secret_hash: bytes) -> Principal:

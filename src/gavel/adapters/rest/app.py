@@ -9,7 +9,6 @@ JSON objects: unknown fields, wrong types and oversized bodies are 400.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +19,8 @@ from gavel.adapters.grpc.interceptors import key_from_metadata
 from gavel.app.approvals import Resolution
 from gavel.app.errors import FieldViolation, GavelError, IdempotencyKeyMissing, InvalidRequest, RateLimited
 from gavel.app.ports import StoreUnavailable
+from gavel.app.requests import modified_action
+from gavel.ledger.canonical import strict_loads
 
 log = logging.getLogger("gavel.rest")
 MAX_BODY = 64 * 1024
@@ -54,11 +55,13 @@ async def read_object(request: web.Request, allowed: dict[str, type | tuple]) ->
     if len(raw) > MAX_BODY:
         raise _bad("body", f"larger than {MAX_BODY} bytes")
     try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # Strict: NaN/Infinity and a member named twice are refused (two readers could disagree).
+        body = strict_loads((raw or b"{}").decode("utf-8"), parse_float=float)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise _bad("body", f"not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _bad("body", "must be a JSON object")
+    _refuse_nul(body, "")
     for name, value in body.items():
         if name not in allowed:
             raise _bad(name, f"unknown field; allowed: {', '.join(sorted(allowed))}")
@@ -69,6 +72,20 @@ async def read_object(request: web.Request, allowed: dict[str, type | tuple]) ->
     return body
 
 
+def _refuse_nul(value: Any, where: str) -> None:
+    """NUL (U+0000) in any text: PostgreSQL cannot store it, and SQLite would (the stores must agree)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _bad(where or "body", "must not contain NUL (U+0000)")
+    elif isinstance(value, dict):
+        for name, member in value.items():
+            _refuse_nul(name, where or "body")
+            _refuse_nul(member, f"{where}.{name}" if where else name)
+    elif isinstance(value, list):
+        for i, member in enumerate(value):
+            _refuse_nul(member, f"{where}[{i}]")
+
+
 def build_app(runtime, egress, health: Callable[[], Awaitable[dict]]) -> web.Application:
     """The aiohttp application; `egress.check_url(url)` vets webhook targets (SSRF guard)."""
     app_ = runtime.app
@@ -77,6 +94,8 @@ def build_app(runtime, egress, health: Callable[[], Awaitable[dict]]) -> web.App
     @web.middleware
     async def errors(request: web.Request, handler):
         try:
+            for name, value in request.match_info.items():
+                _refuse_nul(value, name)
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status == 413:
@@ -145,6 +164,8 @@ def build_app(runtime, egress, health: Callable[[], Awaitable[dict]]) -> web.App
         body = await read_object(request, {"url": str, "events": list, "enabled": bool, "description": str})
         if "url" in body:
             await egress.check_url(body["url"])
+        if len(body.get("description") or "") > 256:
+            raise _bad("description", "longer than 256 characters")
         changes = {k: v for k, v in body.items() if v is not None}
         return web.json_response(await app_.update_webhook(p, request.match_info["id"], changes))
 
@@ -173,13 +194,11 @@ def build_app(runtime, egress, health: Callable[[], Awaitable[dict]]) -> web.App
         action = RESOLVE_ACTIONS.get(str(body.get("action", "")).upper())
         if action is None:
             raise _bad("action", "must be APPROVE, DENY, MODIFY or ESCALATE")
+        if len(body.get("note") or "") > 2000:
+            raise _bad("note", "longer than 2000 characters")
         modified = body.get("modified_action")
         if modified is not None:
-            allowed = {"subtype", "amount", "currency", "entity", "business_unit", "jurisdiction", "tool", "resource",
-                       "args", "type"}
-            unknown = sorted(set(modified) - allowed)
-            if unknown:
-                raise _bad("modified_action", f"unknown fields: {', '.join(unknown)}")
+            modified = modified_action(modified)  # the checks ResolveApproval makes over gRPC
         task = await app_.resolve_approval(p, Resolution(request.match_info["id"], action, body.get("note") or "",
                                                          modified, body.get("escalate_to") or "", key))
         return web.json_response(task)

@@ -21,6 +21,7 @@ twice:
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 
@@ -167,7 +168,34 @@ def parse_target(url: str) -> URL:
         raise EgressRefused("refused: the URL has no host")
     if parsed.raw_user is not None or parsed.raw_password is not None or "@" in (parsed.raw_authority or ""):
         raise EgressRefused("refused: the URL may not contain a user name or password")
+    _check_host_syntax(parsed.raw_host)
     return parsed
+
+
+# A DNS name: letters, digits, `-` and `_` (seen in internal names) in labels of at most 63, an
+# optional root dot. IDNs arrive here already as `xn--` labels.
+_HOST_NAME = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?",
+                        re.IGNORECASE)
+# URL parsers (WHATWG) and inet_aton read a host whose last label is a number — decimal, octal or
+# 0x hex — as an IPv4 address: `0x7f.1`, `2130706433`, `0177.0.0.1` are all 127.0.0.1.
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+
+
+def _check_host_syntax(host: str) -> None:
+    """Refuse a host that is neither an IP literal nor a plain DNS name (percent-escapes, odd
+    characters), and any IPv4 spelling but the canonical dotted quad: different parsers and
+    resolvers read such hosts differently, and the guard must see what the connection will use."""
+    if ":" in host:
+        return  # an IPv6 literal: checked by check_host
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    if _NUMERIC_LABEL.fullmatch(last):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise EgressRefused(f"refused: {host} is not a canonical IP address") from None
+        return
+    if not _HOST_NAME.fullmatch(host):
+        raise EgressRefused(f"refused: {host} is not a valid host name")
 
 
 def check_resolved(host: str, results: Iterable[ResolveResult]) -> None:
