@@ -6,7 +6,8 @@
 3. authorisation — the key table of API.md;
 4. rate limit — per tenant + environment, `x-ratelimit-*` and `retry-after` trailers;
 5. streams only: a slot among the tenant + environment's open streams (`StreamSlots`), held
-   until the stream ends however it ends (finished, failed, cancelled by the client);
+   until the stream ends however it ends (finished, failed, cancelled by the client, past its
+   deadline), and a relay that stops the handler when the call ends (`relay`);
 6. the handler, with the Principal in a context variable.
 
 Health and reflection are not wrapped. The handlers are wrapped once, when the servicers are
@@ -16,9 +17,10 @@ build a new handler for every call.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -67,8 +69,8 @@ class StreamSlots:
         count = self._open.get(key, 0)
         if self.limit and count >= self.limit:
             raise StreamLimitExceeded(
-                f"{count} streams are open for this tenant and environment, the most allowed; close one or retry later",
-                metadata={"limit": self.limit})
+                f"this tenant and environment has {count} streams open, the most allowed "
+                "(GAVEL_MAX_STREAMS_PER_TENANT); close one or retry later", metadata={"limit": self.limit})
         self._open[key] = count + 1
         return key
 
@@ -81,8 +83,46 @@ class StreamSlots:
         else:
             del self._open[key]
 
-    def open(self, tenant_id: str, environment: str) -> int:
-        return self._open.get((tenant_id, environment), 0)
+
+STOP_SECONDS = 5.0  # how long a cancelled stream handler is cancelled again until it stops
+
+
+async def relay(responses: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
+    """Write each answer of a streaming handler to its call until the handler ends.
+
+    The handler and its writes run in a task of their own, which this task — the one grpc
+    cancels, once, when the client cancels or its deadline passes — waits for behind a shield.
+    So a handler that swallows that one cancellation cannot outlive its call: Python 3.11's
+    `asyncio.wait_for` returns normally when the cancellation arrives just as what it waits for
+    completes (CPython gh-86296), and a stream that loops around one (waiting for ledger events,
+    say) would go on polling the store for a client that is gone, holding its stream slot. Here
+    the handler is cancelled again until it has stopped.
+    """
+    async def pump() -> None:
+        try:
+            async for response in responses:
+                await context.write(response)
+        finally:
+            await responses.aclose()  # stopped while writing: the handler's clean-up runs now
+
+    task = asyncio.get_running_loop().create_task(pump())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await _stop(task)
+        raise
+
+
+async def _stop(task: asyncio.Task) -> None:
+    deadline = asyncio.get_running_loop().time() + STOP_SECONDS
+    while not task.done():
+        if asyncio.get_running_loop().time() > deadline:
+            log.error("a cancelled stream handler did not stop within %g s", STOP_SECONDS)
+            return
+        task.cancel()
+        await asyncio.wait((task,), timeout=0.05)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a cancelled stream handler ended with %r", task.exception())
 
 
 def key_from_metadata(metadata) -> str:
@@ -198,11 +238,8 @@ class Guard:
             try:
                 principal, trailers = await admit(method, context)
                 slot = streams.take(principal)
-                # Each RPC runs in its own task and context, so the variable needs no reset (and a
-                # cancelled stream is finalised in another context, where a reset would fail).
-                current_principal.set(principal)
-                async for response in streaming(request, context):
-                    yield response
+                current_principal.set(principal)  # this RPC's own task and context: no reset needed
+                await relay(streaming(request, context), context)
                 if trailers:
                     context.set_trailing_metadata(tuple(trailers))
             except (GavelError, StoreUnavailable, Exception) as exc:

@@ -37,8 +37,8 @@ class GrpcServer:
                      ("grpc.max_send_message_length", s.max_message_bytes),
                      ("grpc.so_reuseport", 0)],
         )
-        self.guard = Guard(self.runtime.app.authenticate, self.runtime.limiter, StreamSlots(s.max_streams_per_tenant))
-        registry = GuardedRegistry(server, self.guard)
+        guard = Guard(self.runtime.app.authenticate, self.runtime.limiter, StreamSlots(s.max_streams_per_tenant))
+        registry = GuardedRegistry(server, guard)
         names = add_servicers(registry, self.runtime.app, max_decisions_per_stream=s.max_decisions_per_stream)
         if sorted(registry.services) != sorted(names):  # every gavel.v1 service must sit behind the guard
             raise RuntimeError(f"unguarded services: {sorted(set(names) - set(registry.services))}")

@@ -56,21 +56,24 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 await results.put(exc)
 
         async def read() -> None:
-            accepted, refusal = 0, None
-            async for req in request_iterator:
-                if limit and accepted >= limit:
-                    refusal = StreamDecisionsExceeded(
-                        f"this stream has taken {limit} decisions, the most one stream accepts; every one of "
-                        "them was answered: open a new stream for the rest", metadata={"limit": limit})
-                    break
-                accepted += 1
-                await window.acquire()
-                task = asyncio.create_task(one(req))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+            accepted, last = 0, None
+            try:
+                async for req in request_iterator:
+                    if limit and accepted >= limit:
+                        last = StreamDecisionsExceeded(
+                            f"this stream has taken {limit} decisions, the most one stream accepts; every one of "
+                            "them was answered: open a new stream for the rest", metadata={"limit": limit})
+                        break
+                    accepted += 1
+                    await window.acquire()
+                    task = asyncio.create_task(one(req))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            except Exception as exc:  # reading the requests failed: the stream ends with it
+                last = exc
             if pending:
                 await asyncio.gather(*list(pending), return_exceptions=True)
-            await results.put(refusal)
+            await results.put(last)
 
         reader = asyncio.create_task(read())
         try:
