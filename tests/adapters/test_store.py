@@ -971,3 +971,15 @@ async def test_a_wal_that_readers_let_grow_is_cut_back_once_they_finish(tmp_path
     finally:
         reader.close()
         await store.close()
+
+
+async def test_the_health_ping_answers_while_every_reader_is_busy(store: SqlStore) -> None:
+    gate = threading.Event()
+    busy = [store.read(lambda uow: gate.wait(10)) for _ in range(4)]  # the whole reader pool, stuck
+    try:
+        started = time.monotonic()
+        assert await store.ping() is True
+        assert time.monotonic() - started < 1.5
+    finally:
+        gate.set()
+        await asyncio.gather(*busy)

@@ -128,6 +128,9 @@ class SqlStore:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(max_workers=reader_threads, thread_name_prefix="gavel-store-reader")
+        # The health probe's own thread: a reader pool busy with long reads must not make a healthy
+        # database look unreachable.
+        self._pinger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gavel-store-ping")
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -216,7 +219,7 @@ class SqlStore:
             return False
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._readers, self._select_one), PING_TIMEOUT_S)
+            return await asyncio.wait_for(loop.run_in_executor(self._pinger, self._select_one), PING_TIMEOUT_S)
         except (TimeoutError, RuntimeError):
             return False
 
@@ -237,6 +240,7 @@ class SqlStore:
             self._committed.set()
             await asyncio.to_thread(self._checkpointer.join)
         await asyncio.to_thread(self._readers.shutdown, True)
+        self._pinger.shutdown(wait=False, cancel_futures=True)
         self._writer_engine.dispose()
         self._reader_engine.dispose()
         if self._inline_engine is not None:
