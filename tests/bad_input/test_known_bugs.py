@@ -69,13 +69,6 @@ def pending_approval(server: ServedGavel) -> str:
     return d.approval.approval_id
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A request body protobuf cannot decode (corrupt bytes, or a Struct nested past protobuf's recursion limit, "
-    "~33 levels inside a DecideRequest) is answered UNKNOWN with the exception text "
-    "(`Unexpected <class 'google.protobuf.message.DecodeError'>…`), and grpc logs a traceback: the deserializer "
-    "raises inside grpc.aio, before the guard. Fix in adapters/grpc/interceptors.py (GuardedRegistry/Guard.wrap): "
-    "wrap `handler.request_deserializer` so that a DecodeError yields a sentinel the guarded handler turns into "
-    "INVALID_ARGUMENT / INVALID_REQUEST (field `request`, 'not a valid <message>')."))
 @pytest.mark.parametrize("body", ["corrupt", "deep"])
 def test_an_undecodable_request_is_invalid_argument(buggy, body: str) -> None:
     if body == "corrupt":
@@ -88,12 +81,6 @@ def test_an_undecodable_request_is_invalid_argument(buggy, body: str) -> None:
     invalid_argument(outcome(call, payload, buggy.md()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ResolveApproval MODIFY with a number in modified_action.args is INTERNAL: the Struct numbers stay binary "
-    "floats (adapters/grpc/convert.py resolution → approvals._modified) and canonical JSON refuses them. The "
-    "REST callback already runs the change through gavel.app.requests.modified_action (limits, NUL, "
-    "amount/currency, JCS numbers); convert.resolution should too (or approvals._modified, for both edges). "
-    "Then drop the number-free MODIFIED_ARGS filter in test_approvals.py."))
 def test_modify_with_numbers_in_args_is_decided(buggy) -> None:
     change = common_pb2.Action(amount="550")
     change.args.update({"discount": 0.5, "items": [1, 2]})
@@ -105,11 +92,6 @@ def test_modify_with_numbers_in_args_is_decided(buggy) -> None:
     assert result.status == approval_pb2.APPROVAL_STATUS_MODIFIED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ReplayBundle with a `since` beyond datetime's range is INTERNAL (OverflowError in Duration.ToTimedelta in "
-    "servicers.ReplayBundle, or in `now - since` in policy_service.replay). Fix: refuse durations over, say, "
-    "10 years with INVALID_ARGUMENT on `since`. Then drop the ReplayBundle case of hits_known_bug in "
-    "test_every_method.py."))
 @pytest.mark.parametrize("seconds", [-(2**62), 315_576_000_001, 10**11])
 def test_replay_refuses_an_out_of_range_since(buggy, seconds: int) -> None:
     from gavel.bundles import build_archive
@@ -125,11 +107,6 @@ def test_replay_refuses_an_out_of_range_since(buggy, seconds: int) -> None:
     invalid_argument(result, "since")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A negative page_size is INTERNAL on PostgreSQL (LIMIT must not be negative) and an unbounded page on "
-    "SQLite, for ListApiKeys (app/admin.py list_keys) and ListBundleHistory (policy_service.bundle_history); "
-    "ListAgents and ListApprovals refuse it. Fix: the same `page_size must not be negative` check. Then drop "
-    "the page_size case of hits_known_bug in test_every_method.py."))
 @pytest.mark.parametrize("method", ["ListApiKeys", "ListBundleHistory"])
 def test_a_negative_page_size_is_invalid_argument(buggy, method: str) -> None:
     if method == "ListApiKeys":
@@ -141,16 +118,8 @@ def test_a_negative_page_size_is_invalid_argument(buggy, method: str) -> None:
     invalid_argument(result, "page_size")
 
 
-PAGE_TOKEN_BUG = pytest.mark.xfail(strict=True, reason=(
-    "ListBundleHistory's page_token is parsed with str.isdigit() then int(): `²` passes isdigit() and int() "
-    "raises, and 30 digits overflow the database integer — INTERNAL either way (app/policy_service.py "
-    "bundle_history). Fix as WatchApprovals' cursor was: `token.isascii() and token.isdigit() and "
-    "len(token) <= 18`. Then drop the ListBundleHistory case of hits_known_bug in test_every_method.py."))
-
-
 @pytest.mark.parametrize("method, token", [
-    pytest.param("ListBundleHistory", "²", marks=PAGE_TOKEN_BUG),
-    pytest.param("ListBundleHistory", "9" * 30, marks=PAGE_TOKEN_BUG),
+    ("ListBundleHistory", "²"), ("ListBundleHistory", "9" * 30),
     ("WatchApprovals", "²"), ("WatchApprovals", "9" * 30), ("WatchApprovals", "-1"), ("WatchApprovals", "\x00")])
 def test_a_malformed_page_token_or_cursor_is_invalid_argument(buggy, method: str, token: str) -> None:
     if method == "ListBundleHistory":
@@ -168,11 +137,6 @@ def test_a_malformed_page_token_or_cursor_is_invalid_argument(buggy, method: str
     invalid_argument(result, "cursor")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "INVALID_ARGUMENT without google.rpc.BadRequest field violations (README: bad input carries them): "
-    "app/evidence.py inclusion_proof / consistency_proof and app/admin.py create_key ('principal and "
-    "description are at most 256 characters') raise InvalidRequest with a message only. Fix: add the "
-    "FieldViolation. Then empty FIELDLESS_REFUSALS in test_every_method.py."))
 @pytest.mark.parametrize("case", ["inclusion", "consistency", "api_key"])
 def test_every_invalid_argument_names_its_field(buggy, case: str) -> None:
     evidence = evidence_pb2_grpc.EvidenceServiceStub(buggy.channel)
@@ -190,12 +154,6 @@ def test_every_invalid_argument_names_its_field(buggy, case: str) -> None:
     assert result.fields, f"no field violations: {result}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Error messages echo the caller's input unbounded (`no agent `…``): with a 3,000-character id the "
-    "grpc-message and grpc-status-details-bin trailers pass 8 KiB, and a client with default settings gets "
-    "RESOURCE_EXHAUSTED 'Stream removed (received metadata size exceeds soft limit)' instead of NOT_FOUND. "
-    "Fix in adapters/grpc/errors.py: cap the message (and BadRequest descriptions) at ~1,000 characters with "
-    "an ellipsis. The fuzz channels raise grpc.max_metadata_size to see the real status meanwhile."))
 def test_an_error_about_a_long_id_reaches_a_default_client(buggy) -> None:
     with grpc.insecure_channel(buggy.grpc_addr) as plain:  # default client options
         result = outcome(agent_pb2_grpc.AgentServiceStub(plain).GetAgent,
@@ -203,12 +161,6 @@ def test_an_error_about_a_long_id_reaches_a_default_client(buggy) -> None:
     assert isinstance(result, Refusal) and result.code == C.NOT_FOUND, result
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "NUL (U+0000) in an id, key or text field of any gRPC method but Decide/ExplainDecision (which refuse it, "
-    "gavel.app.requests) is INTERNAL on PostgreSQL ('text fields cannot contain NUL') and accepted or "
-    "NOT_FOUND on SQLite. The REST shim refuses it already. Fix, once for all methods: the gRPC guard "
-    "(adapters/grpc/interceptors.py) refuses a request with NUL in any string field as INVALID_ARGUMENT naming "
-    "the field. Then let test_every_method.py and test_approvals.py generate NUL for gRPC (nul=True)."))
 @pytest.mark.parametrize("case", ["GetAgent", "GetDecision", "RegisterAgent.idempotency_key", "ListApprovals"])
 def test_nul_in_any_field_is_invalid_argument(buggy, case: str) -> None:
     if case == "GetAgent":

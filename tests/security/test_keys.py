@@ -389,12 +389,6 @@ async def test_an_open_wait_decision_stream_ends_when_its_key_is_revoked(harness
         wait.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (src/gavel/app/evidence_service.py stream_events): a StreamEvents stream opened before its key was "
-    "revoked keeps streaming the ledger (every later decision, key and approval event) until the client hangs "
-    "up: the key is checked only when the call starts. Fix: call gavel.app.keys.ensure_not_revoked(uow, p) in "
-    "the read unit of each poll, as WatchApprovals and WaitDecision now do (or re-authenticate in the guard's "
-    "stream wrapper, src/gavel/adapters/grpc/interceptors.py, between messages)."))
 async def test_an_open_stream_events_stream_ends_when_its_key_is_revoked(harness) -> None:
     h = harness
     made = await h.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(roles=["auditor"]), metadata=h.md())
@@ -414,11 +408,6 @@ async def test_an_open_stream_events_stream_ends_when_its_key_is_revoked(harness
         stream.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (src/gavel/adapters/grpc/servicers.py DecideStream): a DecideStream opened before its key was revoked "
-    "keeps deciding — and issuing decision tokens — for the revoked key. Fix: re-check the key (e.g. "
-    "Application.authenticate on the stream's key, or ensure_not_revoked) before each request of the stream, or "
-    "in the guard's stream wrapper."))
 async def test_an_open_decide_stream_refuses_requests_after_its_key_is_revoked(harness) -> None:
     h = harness
     made = await h.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(roles=["agent"]), metadata=h.md())

@@ -63,7 +63,9 @@ def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, enviro
         raise InvalidRequest(f"invalid roles: {', '.join(bad)}",
                              (FieldViolation("roles", "lower-case names: agent, auditor, admin or an approver role"),))
     if len(principal) > 256 or len(description) > 256:
-        raise InvalidRequest("principal and description are at most 256 characters")
+        raise InvalidRequest("principal and description are at most 256 characters", tuple(
+            FieldViolation(name, "at most 256 characters")
+            for name, value in (("principal", principal), ("description", description)) if len(value) > 256))
 
     def run() -> dict:
         if uow.tenants.get(tenant) is None:
@@ -99,6 +101,8 @@ def list_keys(uow: UnitOfWork, caller: Principal, tenant: str, environment: str,
         if tenant and tenant != caller.tenant_id:
             raise NotFound(f"no tenant `{tenant}`")
         tenant, environment = caller.tenant_id, caller.environment
+    if page_size < 0:
+        raise InvalidRequest("page_size must not be negative", (FieldViolation("page_size", "< 0"),))
     limit = min(page_size or 50, 1000)
     rows = list(uow.keys.list(tenant or None, environment or None, include_revoked, limit + 1, page_token or None))
     more = len(rows) > limit

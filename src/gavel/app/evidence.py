@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 
-from gavel.app.errors import InvalidRequest, NotFound
+from gavel.app.errors import FieldViolation, InvalidRequest, NotFound
 from gavel.app.model import CheckpointRecord
 from gavel.app.ports import UnitOfWork
 from gavel.crypto.keys import KeySet
@@ -103,9 +103,11 @@ def inclusion_proof(uow: UnitOfWork, merkle: MerkleCache, tenant_id: str, enviro
         latest = uow.checkpoints.latest(tenant_id, environment)
         tree_size = latest.tree_size if latest is not None else chain_size(uow, tenant_id, environment)
     if sequence < 1 or sequence > tree_size:
-        raise InvalidRequest(f"sequence must be between 1 and the tree size {tree_size}")
+        raise InvalidRequest(f"sequence must be between 1 and the tree size {tree_size}",
+                             (FieldViolation("sequence", f"not in 1..{tree_size}"),))
     if tree_size > chain_size(uow, tenant_id, environment):
-        raise InvalidRequest(f"tree_size {tree_size} is larger than the ledger")
+        raise InvalidRequest(f"tree_size {tree_size} is larger than the ledger",
+                             (FieldViolation("tree_size", "larger than the ledger"),))
     leaf = uow.ledger.hashes(tenant_id, environment, sequence, sequence)[0]
     path = merkle.inclusion(uow, tenant_id, environment, sequence - 1, tree_size)
     return {"leaf_index": sequence - 1, "tree_size": tree_size, "leaf_hash": leaf_hash(leaf), "audit_path": path}
@@ -116,7 +118,10 @@ def consistency_proof(uow: UnitOfWork, merkle: MerkleCache, tenant_id: str, envi
     size = chain_size(uow, tenant_id, environment)
     second = second or size
     if not 1 <= first <= second <= size:
-        raise InvalidRequest(f"need 1 ≤ first_size ≤ second_size ≤ {size}")
+        violation = (FieldViolation("second_size", f"larger than the ledger ({size})") if second > size
+                     else FieldViolation("first_size", "must be ≥ 1") if first < 1
+                     else FieldViolation("first_size", "larger than second_size"))
+        raise InvalidRequest(f"need 1 ≤ first_size ≤ second_size ≤ {size}", (violation,))
     return {"proof": merkle.consistency(uow, tenant_id, environment, first, second), "first_size": first,
             "second_size": second}
 

@@ -4,7 +4,12 @@ and exports. Mixed into `Application`, which provides `deps`, `merkle` and `even
 from __future__ import annotations
 
 from gavel.app.errors import FieldViolation, InvalidRequest
+from gavel.app.keys import ensure_not_revoked
 from gavel.app.principal import Principal
+
+# Decisions are whole records (request, facts, result with its explain: up to MiBs each); an export
+# reads them a few at a time and keeps only the page's text while its client is slow to read.
+EXPORT_PAGE = 25
 
 
 class EvidenceMixin:
@@ -64,8 +69,11 @@ class EvidenceMixin:
         """The ledger from `from_sequence`, then live; ends when the caller stops iterating."""
         sequence = max(1, from_sequence)
         while True:
-            batch = await self.deps.store.read(
-                lambda uow, s=sequence: uow.ledger.events(p.tenant_id, p.environment, s, 500))
+            def unit(uow, s=sequence):
+                ensure_not_revoked(uow, p)  # a key revoked while its stream is open ends the stream
+                return uow.ledger.events(p.tenant_id, p.environment, s, 500)
+
+            batch = await self.deps.store.read(unit)
             for event in batch:
                 yield event
             if batch:
@@ -82,27 +90,28 @@ class EvidenceMixin:
                                  (FieldViolation("view", "generic, sox, eu_ai_act or rbi"),))
         if start is not None and end is not None and end <= start:
             raise InvalidRequest("end_time must be after start_time", (FieldViolation("end_time", "≤ start_time"),))
-        rows: list = []
+        make_row = VIEWS[view]
 
-        async def pages():
-            after = None
-            while True:
-                def unit(uow, after=after):
-                    found = uow.decisions.between(p.tenant_id, p.environment, start, end, after, 500)
-                    return [(d, uow.executions.get(p.tenant_id, p.environment, d.decision_id)) for d in found]
-                page = await self.deps.store.read(unit)
-                if not page:
-                    return
-                yield page
-                after = (page[-1][0].created_at, page[-1][0].decision_id)
+        def unit(uow, after):
+            """A few decisions as rows of the view, and the cursor after them: the records stay here."""
+            found = uow.decisions.between(p.tenant_id, p.environment, start, end, after, EXPORT_PAGE)
+            rows = [make_row(d, uow.executions.get(p.tenant_id, p.environment, d.decision_id)) for d in found]
+            return rows, ((found[-1].created_at, found[-1].decision_id) if found else None)
 
         first = True
-        async for page in pages():
-            rows = [VIEWS[view](d, e) for d, e in page]
+        after = None
+        while True:
+            rows, after = await self.deps.store.read(lambda uow, after=after: unit(uow, after))
+            if not rows:
+                break
             pieces = list(encode(rows, fmt, view))
+            del rows
             if fmt == "csv" and not first:
                 pieces[0] = pieces[0].split("\r\n", 1)[1]  # the header only once
             first = False
-            yield "".join(pieces)
+            text = "".join(pieces)
+            del pieces
+            yield text
+            del text
         if first:
             yield "".join(encode([], fmt, view))

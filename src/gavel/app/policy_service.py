@@ -17,6 +17,7 @@ from gavel.app.requests import DecideInput, engine_request, validate
 
 log = logging.getLogger("gavel.policies")
 MAX_REPLAY_PAGE = 1000
+MAX_REPLAY_SINCE = timedelta(days=3653)  # 10 years; further back overflows datetime
 
 
 def diagnostic_dicts(diags) -> list[dict]:
@@ -143,7 +144,10 @@ class PolicyMixin:
         return result
 
     async def bundle_history(self, p: Principal, page_size: int, page_token: str) -> dict:
-        if page_token and not page_token.isdigit():
+        if page_size < 0:
+            raise InvalidRequest("page_size must not be negative", (FieldViolation("page_size", "< 0"),))
+        if page_token and not (page_token.isascii() and page_token.isdigit() and len(page_token) <= 18):
+            # `²` is a digit too, and 19+ digits overflow the database's integer
             raise InvalidRequest("page_token is malformed", (FieldViolation("page_token", "malformed"),))
         limit = min(page_size or 50, 1000)
         rows = await self.deps.store.read(lambda uow: uow.bundles.history(
@@ -184,6 +188,8 @@ class PolicyMixin:
         """Changed decisions (dicts), then a final {"summary": …}."""
         if since <= timedelta(0):
             raise InvalidRequest("since must be a positive duration", (FieldViolation("since", "≤ 0"),))
+        if since > MAX_REPLAY_SINCE:
+            raise InvalidRequest("since must be at most 10 years", (FieldViolation("since", "> 10 years"),))
         _, engine = self._engine_of(archive)
         now = self.deps.clock()
         start = now - since

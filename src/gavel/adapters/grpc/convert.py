@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from gavel.app.agents import AgentFields
 from gavel.app.errors import FieldViolation, InvalidRequest
 from gavel.app.executions import ExecutionInput
-from gavel.app.requests import ACTION_FIELDS, ACTOR_FIELDS, DecideInput
+from gavel.app.requests import ACTION_FIELDS, ACTOR_FIELDS, DecideInput, modified_action
 from gavel.v1 import admin_pb2, agent_pb2, approval_pb2, common_pb2, decision_pb2, evidence_pb2, policy_pb2
 
 MODE_NAMES = {common_pb2.MODE_MONITOR: "monitor", common_pb2.MODE_WARN: "warn",
@@ -81,6 +81,14 @@ def _timestamp(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
         return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise _bad("timestamp", "not a valid timestamp") from None
+
+
+def duration(value: duration_pb2.Duration, field: str) -> timedelta:
+    """A Duration as a timedelta; one beyond timedelta's range (about ±2.7 million years) is refused."""
+    try:
+        return value.ToTimedelta()
+    except (OverflowError, ValueError):
+        raise _bad(field, "out of range") from None
 
 
 def _set_timestamp(target: timestamp_pb2.Timestamp, iso: str) -> None:
@@ -303,20 +311,17 @@ def approval(t: dict) -> approval_pb2.Approval:
 
 def resolution(req: approval_pb2.ResolveApprovalRequest):
     from gavel.app.approvals import Resolution
-    from gavel.app.requests import AMOUNT, CURRENCY
 
     if req.action not in RESOLUTIONS:
         raise _bad("action", "must be APPROVE, DENY, MODIFY or ESCALATE")
     modified = None
     if req.HasField("modified_action"):
         m = req.modified_action
-        modified = {name: getattr(m, name) for name in ACTION_FIELDS if getattr(m, name)}
+        change: dict[str, Any] = {name: getattr(m, name) for name in ACTION_FIELDS if getattr(m, name)}
         if m.HasField("args"):
-            modified["args"] = _fields(m.args, "modified_action.args")
-        if modified.get("amount") and not AMOUNT.fullmatch(modified["amount"]):
-            raise _bad("modified_action.amount", "must be a decimal string ≥ 0, e.g. \"120.00\"")
-        if modified.get("currency") and not CURRENCY.fullmatch(modified["currency"]):
-            raise _bad("modified_action.currency", "must be 3 upper-case letters")
+            change["args"] = _fields(m.args, "modified_action.args")
+        # the checks the REST callback makes: limits, NUL, amount/currency, Struct numbers as JCS numbers
+        modified = modified_action(change)
     if len(req.note) > 2000:
         raise _bad("note", "longer than 2000 characters")
     if not req.approval_id:

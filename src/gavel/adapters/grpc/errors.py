@@ -5,6 +5,8 @@ The details travel in the `grpc-status-details-bin` trailer as a `google.rpc.Sta
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -35,14 +37,46 @@ STATUS_OF_REASON: dict[str, grpc.StatusCode] = {
 }
 
 
+# Error messages quote the caller's values (`no agent `…``). Unbounded, a long value makes the
+# grpc-message and grpc-status-details-bin trailers pass a default client's 8 KiB metadata limit,
+# which then sees RESOURCE_EXHAUSTED "Stream removed" instead of the real status. So a quoted value
+# keeps its first MAX_ECHO characters, a message or metadata value its first MAX_TEXT_BYTES bytes
+# of UTF-8 (grpc-message percent-encodes non-ASCII: up to 3 characters a byte), and the
+# BadRequest violations stop once the details would pass MAX_DETAILS_BYTES.
+MAX_ECHO = 200
+MAX_TEXT_BYTES = 512
+MAX_DETAILS_BYTES = 2048
+ELLIPSIS = "…"
+_QUOTED = re.compile(f"`([^`]{{{MAX_ECHO + 1},}})`")
+
+
+def bounded(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """`text` with quoted values over MAX_ECHO characters and the whole over `limit` bytes cut
+    short, each cut marked with an ellipsis. Short text is returned as is."""
+    if len(text) * 4 <= limit:  # at most 4 bytes a character: nothing to cut
+        return text
+    text = _QUOTED.sub(lambda m: f"`{m.group(1)[:MAX_ECHO]}{ELLIPSIS}`", text)
+    raw = text.encode("utf-8")
+    if len(raw) > limit:
+        text = raw[:limit - len(ELLIPSIS.encode("utf-8"))].decode("utf-8", "ignore") + ELLIPSIS
+    return text
+
+
 def status_details(code: grpc.StatusCode, reason: str, message: str, violations=(), metadata=None) -> bytes:
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {})
+    metadata = {k: bounded(v, MAX_ECHO) for k, v in metadata.items()} if metadata else {}
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
     details = [any_pb2.Any()]
     details[0].Pack(info)
+    message = bounded(message)
     if violations:
         bad = error_details_pb2.BadRequest()
+        room = MAX_DETAILS_BYTES - len(message.encode("utf-8")) - info.ByteSize()
         for v in violations:
-            bad.field_violations.add(field=v.field, description=v.description)
+            bad.field_violations.add(field=bounded(v.field, MAX_ECHO),
+                                     description=bounded(v.description, MAX_ECHO * 2))
+            if bad.ByteSize() > room and len(bad.field_violations) > 1:
+                del bad.field_violations[-1]  # the first violation always travels
+                break
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
@@ -52,5 +86,5 @@ def status_details(code: grpc.StatusCode, reason: str, message: str, violations=
 
 def for_error(exc: GavelError) -> tuple[grpc.StatusCode, str, bytes]:
     code = STATUS_OF_REASON.get(exc.reason, grpc.StatusCode.INTERNAL)
-    return code, exc.message, status_details(code, exc.reason, exc.message, exc.violations,
+    return code, bounded(exc.message), status_details(code, exc.reason, exc.message, exc.violations,
                                              {k: str(v) for k, v in exc.metadata.items()})

@@ -5,10 +5,14 @@
 2. authentication — `authorization: Bearer <key>` or `x-api-key: <key>` → a Principal;
 3. authorisation — the key table of API.md;
 4. rate limit — per tenant + environment, `x-ratelimit-*` and `retry-after` trailers;
-5. streams only: a slot among the tenant + environment's open streams (`StreamSlots`), held
+5. the request: a body protobuf cannot decode, or NUL (U+0000) in any string field, is refused
+   INVALID_ARGUMENT (see `decoder`);
+6. streams only: a slot among the tenant + environment's open streams (`StreamSlots`), held
    until the stream ends however it ends (finished, failed, cancelled by the client, past its
-   deadline), and a relay that stops the handler when the call ends (`relay`);
-6. the handler, with the Principal in a context variable.
+   deadline), and a relay that stops the handler when the call ends (`relay`); for client
+   streams, the key is checked again before each request (a revoked key ends the stream
+   UNAUTHENTICATED);
+7. the handler, with the Principal in a context variable.
 
 Health and reflection are not wrapped. The handlers are wrapped once, when the servicers are
 registered (`GuardedRegistry`), not by a grpc.aio interceptor, which would run a coroutine and
@@ -23,9 +27,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 
-from gavel.adapters.grpc.errors import for_error, status_details
-from gavel.app.errors import Forbidden, GavelError, RateLimited, Unauthenticated
+from gavel.adapters.grpc.errors import bounded, for_error, status_details
+from gavel.app.errors import FieldViolation, Forbidden, GavelError, InvalidRequest, RateLimited, Unauthenticated
 from gavel.app.ports import StoreUnavailable
 from gavel.app.principal import Principal
 from gavel.app.ratelimit import FixedWindowLimiter
@@ -125,6 +130,87 @@ async def _stop(task: asyncio.Task) -> None:
         log.debug("a cancelled stream handler ended with %r", task.exception())
 
 
+class Refused:
+    """What a guarded request deserializer gives instead of a request it refuses: the guarded
+    handler raises `error`, so the call ends with its status like any other refusal."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: GavelError):
+        self.error = error
+
+
+# Methods whose every text field the use case checks already (gavel.app.requests.validate refuses
+# NUL there): Decide is the hot path, and walking its request again would double that cost.
+NUL_CHECKED_BY_HANDLER = frozenset({"DecisionService.Decide", "DecisionService.DecideStream"})
+_STRING, _MESSAGE = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
+
+
+def decoder(deserialize: Callable[[bytes], object], method: str, check_nul: bool) -> Callable[[bytes], object]:
+    """`deserialize`, refusing what the use cases must never see, as a `Refused`:
+
+    - a body protobuf cannot decode (corrupt bytes, a Struct nested past protobuf's recursion
+      limit): grpc.aio would answer UNKNOWN with the exception's text and log a traceback;
+    - NUL (U+0000) in any string field, which PostgreSQL text cannot hold (refused on every store,
+      so a request means the same everywhere). A NUL character is a 0 byte in the body, so only a
+      body with a 0 byte in it is walked."""
+    def undecodable() -> Refused:
+        return Refused(InvalidRequest(f"the request body is not a valid {method} request",
+                                      (FieldViolation("request", "not a valid protobuf message"),)))
+
+    if not check_nul:
+        def decode_only(raw: bytes):
+            try:
+                return deserialize(raw)
+            except Exception:  # DecodeError, or RecursionError past protobuf's nesting limit
+                return undecodable()
+        return decode_only
+
+    def decode(raw: bytes):
+        try:
+            request = deserialize(raw)
+        except Exception:
+            return undecodable()
+        if b"\x00" in raw:
+            where = nul_field(request)
+            if where is not None:
+                return Refused(InvalidRequest(f"{where}: must not contain NUL (U+0000) characters",
+                                              (FieldViolation(where, "must not contain NUL (U+0000) characters"),)))
+        return request
+    return decode
+
+
+_JSON_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+
+
+def nul_field(message, path: str = "") -> str | None:
+    """The path of the first string field (map keys and Struct values included) holding NUL."""
+    json = message.DESCRIPTOR.full_name in _JSON_TYPES  # named by its keys only: `action.args.note`
+    for field, value in message.ListFields():
+        where = path if json else f"{path}.{field.name}" if path else field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entry = field.message_type.fields_by_name
+            key_field, value_field = entry["key"], entry["value"]
+            for key, item in value.items():
+                if key_field.type == _STRING and "\x00" in key:
+                    return where
+                inner = f"{where}.{key}" if key_field.type == _STRING else f"{where}[{key}]"
+                if value_field.type == _STRING and "\x00" in item:
+                    return inner
+                if value_field.type == _MESSAGE and (found := nul_field(item, inner)) is not None:
+                    return found
+            continue
+        items = value if field.is_repeated else (value,)
+        if field.type == _STRING:
+            if any("\x00" in item for item in items):
+                return where
+        elif field.type == _MESSAGE:
+            for item in items:
+                if (found := nul_field(item, where)) is not None:
+                    return found
+    return None
+
+
 def key_from_metadata(metadata) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
@@ -184,7 +270,7 @@ class Guard:
     @staticmethod
     async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str, trailers: list) -> None:
         if isinstance(exc, GavelError) and exc.reason in STREAM_LIMIT_REASONS:
-            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, bounded(exc.message)
             details = status_details(code, exc.reason, message, metadata={k: str(v) for k, v in exc.metadata.items()})
         elif isinstance(exc, GavelError):
             extra = exc.metadata.pop("_trailers", None)
@@ -201,6 +287,9 @@ class Guard:
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         admit, fail = self._admit, self._fail
+        deserializer = handler.request_deserializer
+        if deserializer is not None:
+            deserializer = decoder(deserializer, method, method not in NUL_CHECKED_BY_HANDLER)
 
         if handler.unary_unary:
             inner = handler.unary_unary
@@ -209,6 +298,8 @@ class Guard:
                 trailers: list = []
                 try:
                     principal, trailers = await admit(method, context)
+                    if request.__class__ is Refused:
+                        raise request.error
                     token = current_principal.set(principal)
                     try:
                         response = await inner(request, context)
@@ -223,20 +314,34 @@ class Guard:
                     await fail(context, exc, method, trailers)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                unary_unary, request_deserializer=deserializer, response_serializer=handler.response_serializer)
 
         streaming = handler.unary_stream or handler.stream_stream
         if streaming is None:  # client streaming: not used by gavel.v1
             return handler
 
-        streams = self.streams
+        streams, authenticate = self.streams, self._authenticate
+        client_streams = handler.stream_stream is not None
+
+        async def checked(requests: AsyncIterator, key: str) -> AsyncIterator:
+            """A client stream's requests, each refused if undecodable or once the stream's key is
+            no longer valid (revoked: the key cache forgets a revoked key at once, so this costs a
+            cache look-up per request, and a store read a second at most)."""
+            async for request in requests:
+                await authenticate(key)
+                if request.__class__ is Refused:
+                    raise request.error
+                yield request
 
         async def stream(request, context):
             trailers: list = []
             slot = None
             try:
                 principal, trailers = await admit(method, context)
+                if client_streams:
+                    request = checked(request, key_from_metadata(context.invocation_metadata()))
+                elif request.__class__ is Refused:
+                    raise request.error
                 slot = streams.take(principal)
                 current_principal.set(principal)  # this RPC's own task and context: no reset needed
                 await relay(streaming(request, context), context)
@@ -251,5 +356,4 @@ class Guard:
 
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)
-        return factory(stream, request_deserializer=handler.request_deserializer,
-                       response_serializer=handler.response_serializer)
+        return factory(stream, request_deserializer=deserializer, response_serializer=handler.response_serializer)

@@ -190,7 +190,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
 
     async def ReplayBundle(self, request, context):
         _required("bundle", request.bundle)
-        since = request.since.ToTimedelta()
+        since = convert.duration(request.since, "since")
         async for r in self.app.replay(current_principal.get(), request.bundle, since):
             yield convert.replay_result(r)
 
