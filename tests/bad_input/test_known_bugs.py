@@ -1,7 +1,6 @@
-"""Bad input the server does not yet refuse clearly. Each test (or parameter) states the
-behaviour we want and is marked xfail(strict=True) naming the bug and where it lives, so that
-fixing the bug turns the test into an XPASS failure: then drop the mark (and the matching filter
-in the fuzz tests, named in the reason). Parameters without the mark are bugs already fixed.
+"""Bad input the server once failed to refuse clearly (INTERNAL, UNKNOWN, a traceback): one test per
+bug the fuzz found, each stating the behaviour we want. All are fixed; a new bug found by the fuzz
+gets a test here, marked xfail(strict=True) naming where it lives until it is fixed.
 
 They run against a server of their own (`buggy`), because several of these bugs write
 tracebacks to the server log, which the shared server's log must never have.

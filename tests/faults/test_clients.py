@@ -350,11 +350,6 @@ async def test_a_decide_stream_answers_what_it_accepted_then_ends_at_its_decisio
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "each WatchApprovals stream re-reads the ledger on its own every 0.5 s and on every commit "
-    "(app/approval_service.py watch_approvals + app/events.py EventSignal wake every waiter): 1,000 idle "
-    "watchers make ~2,000 store reads/s, Decide p50 goes from ~2 ms to ~20 ms and the reader pool is so "
-    "busy that the health probe times out (NOT_SERVING flaps)"))
 async def test_a_thousand_idle_watchers_do_not_slow_decisions(defaults) -> None:
     server, keys = defaults
     agent = md(keys, "agent")
@@ -478,12 +473,6 @@ async def test_clients_that_stop_reading_event_tails_do_not_grow_server_memory(d
     assert grown < 32 * 2**20, f"server memory grew {grown / 2**20:.0f} MiB for 20 unread event tails"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an export reads decisions 500 at a time as whole records (request, facts, result with its explain) and "
-    "holds the page, its rows and the page's text while the client does not read (app/evidence_service.py "
-    "export, app/export.py): ~6 MiB per unread ExportEvidence stream for an export of ~1.3 MB in all, and "
-    "proportional to request sizes (up to 4 MiB each), so GAVEL_MAX_STREAMS_PER_TENANT unread exports can "
-    "exhaust memory"))
 async def test_clients_that_stop_reading_exports_hold_little_memory_each(defaults) -> None:
     """20 ExportEvidence streams over 2,000+ decisions (~1.3 MB of JSON lines), none read after
     its first 64 KiB chunk. A stream should hold about what it is sending — a chunk, a small

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gavel.app import approvals
-from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, NotFound, SodViolation
+from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, NotFound, SodViolation, Unauthenticated
+from gavel.app.events import FEED_BATCH, Batch, ChainFeeds, Entry
 from gavel.app.idempotency import once
 from gavel.app.keys import ensure_not_revoked
 from gavel.app.principal import Principal
@@ -88,8 +89,39 @@ class ApprovalMixin:
         return {"approvals": [task_dict(t) for t in rows],
                 "next_page_token": rows[-1].approval_id if more and rows else ""}
 
+    def _feeds(self) -> ChainFeeds:
+        """The shared per-chain readers behind WatchApprovals and WaitDecision (see app/events.py)."""
+        feeds = self.__dict__.get("_chain_feeds")
+        if feeds is None:
+            feeds = self._chain_feeds = ChainFeeds(self.events, self._fetch_chain)
+        return feeds
+
+    async def _fetch_chain(self, chain: tuple[str, str], after: int | None, key_ids: list[str]) -> Batch:
+        tenant_id, environment = chain
+
+        def read(uow) -> Batch:
+            if after is None:
+                head = uow.ledger.head(tenant_id, environment, lock=False)
+                return Batch(head[0] if head else 0)
+            events = uow.ledger.events(tenant_id, environment, after + 1, FEED_BATCH)
+            entries = [Entry(e.sequence, e.subject, uow.approvals.for_decision(tenant_id, environment, e.subject)
+                             if e.type.startswith("approval.") else None) for e in events]
+            # after the events: a key revoked before the last of them is seen revoked
+            revoked = set()
+            for key_id in key_ids:
+                record = uow.keys.get(key_id)
+                if record is None or record.revoked_at is not None:
+                    revoked.add(key_id)
+            return Batch(events[-1].sequence if events else after, entries, revoked, len(events) == FEED_BATCH)
+
+        return await self.deps.store.read(read)
+
     async def watch_approvals(self, p: Principal, role: str, cursor: str, idle_poll: float = 0.5):
-        """(task dict, cursor, snapshot?) — pending tasks first, then every change after the cursor."""
+        """(task dict, cursor, snapshot?) — pending tasks first, then every change after the cursor.
+
+        Idle watchers cost no store reads of their own: the chain's feed reads what is new once
+        for all of them (and checks their keys); a watcher reads the store itself only to catch up
+        from a cursor older than the feed's window."""
         roles = self._visible_roles(p, role)
         visible = (lambda t: True) if roles is None else (lambda t: t.role in roles or t.original_role in roles)
         if cursor:
@@ -97,53 +129,79 @@ class ApprovalMixin:
                 raise InvalidRequest("cursor must come from a previous ApprovalUpdate",
                                      (FieldViolation("cursor", "malformed"),))
             position = int(cursor)
-        else:
-            def snapshot(uow):
-                ensure_not_revoked(uow, p)
-                head = uow.ledger.head(p.tenant_id, p.environment, lock=False)
-                tasks = uow.approvals.list(p.tenant_id, p.environment, "pending", roles, None, 10_000, None)
-                return (head[0] if head else 0), tasks
+        sub = self._feeds().subscribe((p.tenant_id, p.environment), p.key_id)
+        try:
+            if not cursor:
+                def snapshot(uow):
+                    ensure_not_revoked(uow, p)
+                    head = uow.ledger.head(p.tenant_id, p.environment, lock=False)
+                    tasks = uow.approvals.list(p.tenant_id, p.environment, "pending", roles, None, 10_000, None)
+                    return (head[0] if head else 0), tasks
 
-            position, tasks = await self.deps.store.read(snapshot)
-            for t in tasks:
-                yield task_dict(t), str(position), True
-        while True:
-            def changes(uow, after=position):
-                ensure_not_revoked(uow, p)  # a key revoked while its stream is open ends the stream
-                events = uow.ledger.events(p.tenant_id, p.environment, after + 1, 500)
-                out = []
-                for e in events:
-                    if e.type.startswith("approval."):
-                        task = uow.approvals.for_decision(p.tenant_id, p.environment, e.subject)
-                        out.append((e.sequence, task))
-                return (events[-1].sequence if events else after), out
+                position, tasks = await self.deps.store.read(snapshot)
+                for t in tasks:
+                    yield task_dict(t), str(position), True
+            while True:
+                sub.check()
+                if sub.revoked:  # a key revoked while its stream is open ends the stream
+                    raise Unauthenticated("the API key was revoked")
+                covered = sub.since(position)
+                if covered is not None:
+                    found, position_after = covered
+                    found = [(e.sequence, e.item) for e in found]
+                    if not found and position_after == position:
+                        await sub.wait(idle_poll)
+                else:  # behind the feed (or it has not read yet): read the store
+                    def changes(uow, after=position):
+                        ensure_not_revoked(uow, p)
+                        events = uow.ledger.events(p.tenant_id, p.environment, after + 1, FEED_BATCH)
+                        out = []
+                        for e in events:
+                            if e.type.startswith("approval."):
+                                task = uow.approvals.for_decision(p.tenant_id, p.environment, e.subject)
+                                out.append((e.sequence, task))
+                        return (events[-1].sequence if events else after), out
 
-            position_after, found = await self.deps.store.read(changes)
-            for sequence, task in found:
-                if task is not None and visible(task):
-                    yield task_dict(task), str(sequence), False
-            if position_after == position:
-                await self.events.wait(idle_poll)
-            position = position_after
+                    position_after, found = await self.deps.store.read(changes)
+                    if position_after == position:
+                        await sub.wait(idle_poll)
+                for sequence, task in found:
+                    if task is not None and visible(task):
+                        yield task_dict(task), str(sequence), False
+                position = position_after
+        finally:
+            sub.close()
 
     async def wait_decision(self, p: Principal, decision_id: str, idle_poll: float = 0.5):
-        """The decision now, then every change, until it is final."""
+        """The decision now, then every change, until it is final. Between changes it reads the
+        store only when the chain's feed saw an event about this decision (or cannot tell)."""
         last = None
 
         def current(uow):
             ensure_not_revoked(uow, p)  # a key revoked while its stream is open ends the stream
             return uow.decisions.get(p.tenant_id, p.environment, decision_id)
 
-        while True:
-            record = await self.deps.store.read(current)
-            if record is None:
-                raise NotFound(f"no decision `{decision_id}`")
-            if record.result != last:
-                last = record.result
-                yield record.result
-            if approvals.decision_is_final(record.result):
-                return
-            await self.events.wait(idle_poll)
+        sub = self._feeds().subscribe((p.tenant_id, p.environment), p.key_id, topic=decision_id)
+        try:
+            while True:
+                mark = sub.mark()
+                record = await self.deps.store.read(current)
+                if record is None:
+                    raise NotFound(f"no decision `{decision_id}`")
+                if record.result != last:
+                    last = record.result
+                    yield record.result
+                if approvals.decision_is_final(record.result):
+                    return
+                while True:
+                    sub.check()
+                    if sub.revoked:
+                        raise Unauthenticated("the API key was revoked")
+                    if sub.touched_since(mark):
+                        break
+                    await sub.wait(idle_poll)
+        finally:
+            sub.close()
 
     async def expire_due(self) -> int:
         now = self.deps.clock()

@@ -22,9 +22,10 @@ as its lease allows: the worker keeps, per endpoint, as many rows as that endpoi
 in half the time a lease leaves for waiting (12.5 s by default), at the pace it has been
 answering (a moving average of attempt durations; 1 s until known; at most half the worker's
 slots), and hands the rest back, due again when the endpoint should have room at that pace
-(`Pacing`, at most a minute on), so one slow receiver's backlog neither fills the worker nor
-hides the others' deliveries from the claim. A row whose lease runs short before its turn is
-handed back unsent.
+(`Pacing`, at most a minute on; at most a second while its pace is not known, so that a backlog
+for an endpoint not measured yet — after a restart — is not spread over a minute), so one slow
+receiver's backlog neither fills the worker nor hides the others' deliveries from the claim.
+A row whose lease runs short before its turn is handed back unsent.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ log = logging.getLogger("gavel.webhooks")
 USER_AGENT = "gavel-webhooks/1"
 LEASE_MARGIN_SECONDS = 30.0  # a lease is the timeout plus this
 SEND_MARGIN_SECONDS = 5.0  # a held row is sent only if its lease outlasts the timeout by this much
-PACE_PRIOR_SECONDS = 1.0  # the assumed duration of an attempt to an endpoint not yet measured
+PACE_PRIOR_SECONDS = 1.0  # the assumed duration of an attempt to an endpoint not yet measured (what it holds)
+UNMEASURED_DEFER_SECONDS = 1.0  # the furthest a row of an endpoint not yet measured is handed back
 MAX_DEFER_SECONDS = 60.0  # the furthest a row handed back is pushed
 PACED_ENDPOINTS = 10_000  # endpoints whose pace is remembered
 MAX_PAUSE_SECONDS = 5.0  # the longest pause after a store error
@@ -210,7 +212,13 @@ class Pacing:
 
     def defer(self, key: str, now: datetime, held: int) -> datetime:
         """When a row handed back should be due again: after the `held` rows, and after the rows
-        handed back before it, at the endpoint's pace."""
+        handed back before it, at the endpoint's pace. An endpoint not measured yet is not paced
+        at the prior: its rows come back soon (`UNMEASURED_DEFER_SECONDS`), when its first answers
+        tell its pace, and book nothing — a fast receiver's backlog (after a restart, say) is not
+        pushed back by up to a minute at an assumed second an attempt."""
+        if key not in self.seconds:
+            soon = max(self.min_defer, min(UNMEASURED_DEFER_SECONDS, held * self.pace(key) / self.per_endpoint))
+            return now + timedelta(seconds=min(soon, MAX_DEFER_SECONDS))
         interval = timedelta(seconds=self.pace(key) / self.per_endpoint)
         slot = max(self.booked.get(key, now), now + held * interval)
         self.booked[key] = slot + interval
