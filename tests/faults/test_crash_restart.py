@@ -261,7 +261,7 @@ async def test_kill_minus_nine_mid_load_then_restart_loses_nothing(serve, databa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=False, reason=(  # not strict: a kill that finds no leased row lets it pass
     "rows the killed worker had leased (held or in flight: ~40 of 200 here) stay leased for the whole lease, "
     "timeout + 30 s (adapters/rest/delivery.py LEASE_MARGIN_SECONDS), so they arrive ~33 s after the kill; the "
     "rest now drain in ~1.5 s (an endpoint not yet measured is no longer paced at the 1 s prior). Needs short "

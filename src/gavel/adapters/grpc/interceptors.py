@@ -140,9 +140,12 @@ class Refused:
         self.error = error
 
 
-# Methods whose every text field the use case checks already (gavel.app.requests.validate refuses
-# NUL there): Decide is the hot path, and walking its request again would double that cost.
-NUL_CHECKED_BY_HANDLER = frozenset({"DecisionService.Decide", "DecisionService.DecideStream"})
+# Methods that handle NUL themselves: the decision requests (gavel.app.requests.validate refuses NUL
+# in their text fields, naming the field as Decide does; Decide is the hot path, and walking its
+# request twice would double that cost), and ValidateRules, whose rules text is compiled, never
+# stored, and answered with a located diagnostic for a NUL, exactly as `gavel check` does.
+NUL_CHECKED_BY_HANDLER = frozenset({"DecisionService.Decide", "DecisionService.DecideStream",
+                                    "PolicyService.ExplainDecision", "PolicyService.ValidateRules"})
 _STRING, _MESSAGE = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
 
 
