@@ -122,12 +122,6 @@ def _plain(value: object) -> bool:
     return kind is Decimal and value.is_finite()  # type: ignore[attr-defined]
 
 
-def _decimal_as_string(value: object) -> str:
-    return canonical_decimal(value)  # type: ignore[arg-type]  # only Decimals get here (see _plain)
-
-
-_encode_plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False,
-                                 check_circular=False, default=_decimal_as_string).encode
 _OUTSIDE_BMP_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
 
 
@@ -148,6 +142,11 @@ def canonical_decimal(amount: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+# Only Decimals reach `default` (see _plain): they are written as their canonical strings.
+_encode_plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False,
+                                 check_circular=False, default=canonical_decimal).encode
 
 
 def sha256_hex_digest(data: bytes) -> str:

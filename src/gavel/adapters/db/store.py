@@ -66,7 +66,6 @@ class _PendingWrite:
     savepoint_released: bool = False  # the unit succeeded; its writes await the commit
 
 
-
 def _settle_all(settled: list[_PendingWrite]) -> None:
     for pending in settled:
         if pending.future.done():  # cancelled by the caller meanwhile
@@ -275,43 +274,24 @@ class SqlStore:
     # -- writing -------------------------------------------------------------------------------
 
     def _write_batches(self) -> None:
-        carried = None  # a unit naming no chain, taken while filling a batch: it goes next, alone
+        """The writer thread: wait for writes, take every one queued meanwhile, run them in batches."""
         while True:
-            first, carried = carried if carried is not None else self._queue.get(), None
-            if first is _STOP:
-                return
-            batch = [first]
-            stopping = False
-            while first.chain is not None and len(batch) < self._max_batch:
-                try:
-                    pending = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if pending is _STOP:
-                    stopping = True
-                    break
-                if pending.chain is None:
-                    carried = pending
-                    break
-                batch.append(pending)
-            self._commit(_in_chain_order(batch), self._writer_engine.connect)
+            queued = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while queued[-1] is not _STOP:
+                    queued.append(self._queue.get_nowait())
+            stopping = queued[-1] is _STOP  # `close` queues it last, and nothing is queued after it
+            for batch in _batches([pending for pending in queued if pending is not _STOP], self._max_batch):
+                self._commit(batch, self._writer_engine.connect)
             if stopping:
                 return
 
     def _write_inline(self) -> None:
-        """Run the writes queued on the loop since its last iteration (SQLite), in batches: as many
-        units as `max_batch` allows, and a unit that names no chain alone."""
+        """Run the writes queued on the loop since its last iteration (SQLite)."""
         queued, self._inline_queue = self._inline_queue, []
-        batches: list[list[_PendingWrite]] = []
-        for pending in queued:
-            if pending.chain is None or not batches or batches[-1][0].chain is None \
-                    or len(batches[-1]) == self._max_batch:
-                batches.append([pending])
-            else:
-                batches[-1].append(pending)
+        batches = _batches(queued, self._max_batch)
         for index, batch in enumerate(batches):
-            assert self._inline_engine is not None
-            if not self._commit(_in_chain_order(batch), self._inline_connection, inline=True):
+            if not self._commit(batch, self._inline_connection, inline=True):
                 # Another process holds SQLite's write lock: the writer thread waits for it, in
                 # order, without stalling the loop.
                 self._to_writer([pending for later in batches[index:] for pending in later])
@@ -446,8 +426,16 @@ class SqlStore:
                     break
 
 
-def _in_chain_order(batch: list[_PendingWrite]) -> list[_PendingWrite]:
-    return sorted(batch, key=lambda pending: pending.chain or ("", ""))  # stable: arrival order within a chain
+def _batches(queued: list[_PendingWrite], max_batch: int) -> list[list[_PendingWrite]]:
+    """`queued` (in arrival order) as batches: up to `max_batch` units each, a unit that names no
+    chain alone, and each batch in chain order (stable: arrival order within a chain)."""
+    batches: list[list[_PendingWrite]] = []
+    for pending in queued:
+        if pending.chain is None or not batches or batches[-1][0].chain is None or len(batches[-1]) == max_batch:
+            batches.append([pending])
+        else:
+            batches[-1].append(pending)
+    return [sorted(batch, key=lambda pending: pending.chain or ("", "")) for batch in batches]
 
 
 def _write_lock_taken(error: BaseException) -> bool:
