@@ -67,3 +67,18 @@ def request(type_: str = "payment", amount: str = "100.00", agent: str = "bot-1"
     if context is not None:
         req.context.update(context)
     return req
+
+
+# A payments policy with an approval that times out in 2 s, shared by the replica and fault suites.
+PAYMENT_RULES = """package payments
+scope action.type == "payment"
+rule small allow "payment.small" when action.amount <= 100
+rule medium require_approval "payment.medium"
+  when { action.amount > 100
+    action.amount <= 1000 }
+  route { role: "finance_manager", approvals: 1, timeout: 1h, on_timeout: deny }
+rule quick require_approval "payment.quick"
+  when action.subtype == "expiring"
+  route { role: "finance_manager", approvals: 1, timeout: 2s, on_timeout: deny }
+rule huge deny "payment.huge" when action.amount > 1000
+"""

@@ -30,23 +30,13 @@ import pytest
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.e2e.helpers import PAYMENT_RULES as RULES
+
 GAVEL = [sys.executable, "-m", "gavel.cli"]
 SERVING_LINE = re.compile(r"serving gRPC on \S+:(\d+) and HTTP on \S+:(\d+)")
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 SHARED_PG = os.environ.get("GAVEL_TEST_DATABASE_URL", "")
 
-RULES = """package payments
-scope action.type == "payment"
-rule small allow "payment.small" when action.amount <= 100
-rule medium require_approval "payment.medium"
-  when { action.amount > 100
-    action.amount <= 1000 }
-  route { role: "finance_manager", approvals: 1, timeout: 1h, on_timeout: deny }
-rule quick require_approval "payment.quick"
-  when action.subtype == "expiring"
-  route { role: "finance_manager", approvals: 1, timeout: 2s, on_timeout: deny }
-rule huge deny "payment.huge" when action.amount > 1000
-"""
 
 # name -> (environment, roles, principal); all of tenant `acme`
 KEYS = {

@@ -43,7 +43,7 @@ from tests.faults.serve import GAVEL, Serve, WebhookReceiver, md, postgres_schem
 
 OK = grpc.StatusCode
 ANSWERED_BEFORE_KILL = 150
-QUICK_TIMEOUT = 2.0  # the `quick` rule's approval timeout (tests/faults/serve.py RULES)
+QUICK_TIMEOUT = 2.0  # the `quick` rule's approval timeout (tests/e2e/helpers.py PAYMENT_RULES)
 WEBHOOKS = {"GAVEL_WEBHOOK_RETRY_BASE_SECONDS": "0.2", "GAVEL_WEBHOOK_RETRY_CAP_SECONDS": "1",
             "GAVEL_WEBHOOK_MAX_ATTEMPTS": "100", "GAVEL_WEBHOOK_TIMEOUT_SECONDS": "3"}
 DOMAIN_ERRORS = {OK.ALREADY_EXISTS, OK.PERMISSION_DENIED, OK.INVALID_ARGUMENT, OK.NOT_FOUND,

@@ -50,6 +50,7 @@ from gavel.v1 import (
     policy_pb2,
     policy_pb2_grpc,
 )
+from tests.e2e.helpers import PAYMENT_RULES as RULES
 from tests.e2e.helpers import error_info, request, token_parts
 from tests.e2e.test_serve_process import GAVEL, free_port
 
@@ -59,18 +60,6 @@ REPLICAS = 3
 STREAM_DEADLINE = 1.0  # cross-replica streams and bundle activation: "within 1 s"
 ROTATION_DEADLINE = 2.0  # a key rotation on the shared file reaches every replica "within ~2 s"
 
-RULES = """package payments
-scope action.type == "payment"
-rule small allow "payment.small" when action.amount <= 100
-rule medium require_approval "payment.medium"
-  when { action.amount > 100
-    action.amount <= 1000 }
-  route { role: "finance_manager", approvals: 1, timeout: 1h, on_timeout: deny }
-rule quick require_approval "payment.quick"
-  when action.subtype == "expiring"
-  route { role: "finance_manager", approvals: 1, timeout: 2s, on_timeout: deny }
-rule huge deny "payment.huge" when action.amount > 1000
-"""
 
 LIVE_BUNDLE = """package payments
 scope action.type == "payment"
