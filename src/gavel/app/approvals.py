@@ -144,6 +144,13 @@ def _approvals(n: int) -> str:
     return f"{n} approval" if n == 1 else f"{n} approvals"
 
 
+def ending(task: ApprovalRecord, status: str) -> dict:
+    """What the event that ends a task says about its decision: the webhooks `approval.resolved`
+    and `authorization.finalized` are made from it (see gavel.app.webhooks)."""
+    return {"status": status, "state": DECISION_STATE[status], "agent_id": task.agent_id,
+            "reason_code": task.reason_code}
+
+
 def approved_action(task: ApprovalRecord) -> dict | None:
     """The action the approvers approved, when it differs from the request."""
     if task.modified_action is None or canonical_json(task.modified_action) == canonical_json(task.action):
@@ -199,8 +206,7 @@ def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_
     if r.action == "deny":
         step = _step(p.principal, task.role, "deny", r.note, now, "not_checked")
         updated = save(replace(task, status="denied", steps=(*task.steps, step)))
-        record("approval.resolved", {"status": "denied", "state": "denied", "by": p.principal, "role": task.role,
-                                     "note": r.note})
+        record("approval.resolved", {**ending(task, "denied"), "by": p.principal, "role": task.role, "note": r.note})
         finalize(uow, updated, decision, "denied", now)
         return Outcome(updated)
 
@@ -227,8 +233,7 @@ def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_
                                  "approvals_received": len(approvers), "approvals_required": task.approvals_required,
                                  "modified_action": modified})
     if done:
-        data = {"status": status, "state": DECISION_STATE[status], "approvers": list(approvers),
-                "note": approval_note(updated)}
+        data = {**ending(task, status), "approvers": list(approvers), "note": approval_note(updated)}
         if approved_action(updated) is not None:
             data["approved_action"] = updated.modified_action
         record("approval.resolved", data)
@@ -273,7 +278,7 @@ def apply_timeout(uow: UnitOfWork, task: ApprovalRecord, now: datetime, random_b
     updated = replace(task, status=status, steps=(*task.steps, step), updated_at=now, version=task.version + 1)
     if uow.approvals.update(updated, task.version):
         record("approval.expired" if status == "expired" else "approval.resolved",
-               {"status": status, "state": DECISION_STATE[status], "by": "gavel", "on_timeout": task.on_timeout})
+               {**ending(task, status), "by": "gavel", "on_timeout": task.on_timeout})
         finalize(uow, updated, decision, status, now)
     return updated
 
@@ -283,4 +288,4 @@ def decision_is_final(result: dict) -> bool:
 
 
 __all__ = ["DECISION_STATE", "FINAL", "DecisionRecord", "Outcome", "Resolution", "apply_timeout", "approval_note",
-           "approved_action", "create", "decision_is_final", "modification_refusal", "resolve", "summary"]
+           "approved_action", "create", "decision_is_final", "ending", "modification_refusal", "resolve", "summary"]
