@@ -22,11 +22,13 @@ active bundle, the decision's recorded facts and mode): a task may approve it on
 rules would allow it or route it no higher than the task itself — to the task's role (as routed
 or escalated) with at most the task's number of approvals. Anything higher is refused, not
 re-routed: a task answers the request the agent made, and a manager's approval must never stand
-in for the directors the rules want. The changed action gets its own route by its own Decide. Segregation of duties (checked on every APPROVE and
-MODIFY, each check recorded as a `sod.checked` event): the approver is not the request's
-requester, not the agent's human sponsor (from the request or the registry), not someone who
-approved this task already, and does not hold a role configured to conflict with the task's
-role. The approver's key must hold the task's current role; admin does not imply it.
+in for the directors the rules want. The changed action gets its own route by its own Decide.
+
+Segregation of duties (checked on every APPROVE and MODIFY, each check recorded as a
+`sod.checked` event): the approver is not the request's requester, not the agent's human
+sponsor (from the request or the registry), not someone who approved this task already, and
+does not hold a role configured to conflict with the task's role. The approver's key must hold
+the task's current role; admin does not imply it.
 """
 
 from __future__ import annotations
