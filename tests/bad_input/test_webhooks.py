@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from tests.bad_input.strategies import NON_NUMERIC_SCALARS, json_values, text
 
-EVENTS = ["authorization.decided", "approval.requested", "approval.recorded", "execution.confirmed",
-          "execution.failed", "reconciliation.completed", "incident.opened", "agent.status_changed"]
+EVENTS = ["authorization.decided", "authorization.finalized", "approval.requested", "approval.recorded",
+          "approval.resolved", "execution.confirmed", "execution.failed", "reconciliation.completed",
+          "agent.status_changed"]
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens, nothing is ever sent there anyway
 JSON_ANY = json_values(NON_NUMERIC_SCALARS | st.integers(-5, 5), max_leaves=5)
 

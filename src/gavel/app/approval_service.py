@@ -45,11 +45,12 @@ class ApprovalMixin:
     def _decide_modified(self, p: Principal):
         engine, _ = self.deps.policies.active(p.tenant_id, p.environment)
 
-        def run(decision, action: dict) -> tuple[str, str]:
+        def run(decision, action: dict):
+            """(outcome, reason code, route) of the rules for the decision's request with `action`."""
             request = dict(decision.request)
             request["action"] = {k: v for k, v in action.items() if v not in ("", None)}
             d = engine.decide_at(request, decision.facts, self.deps.clock())
-            return d.outcome, d.reason_code
+            return d.outcome, d.reason_code, d.route
 
         return run
 

@@ -4,8 +4,9 @@
 |---------|----------------------------------------------|----------|----------------------------------------|
 | pending | APPROVE, approvals still short of N          | pending  | approvals_received + 1                 |
 | pending | APPROVE, the N-th distinct approval          | approved | approved; a token is issued            |
-| pending | MODIFY (the rules must not deny the change)  | modified | counts as one approval; at N: approved, |
-|         |                                              |          | the token bound to the modified action |
+| pending | MODIFY the rules allow, or route no higher   | modified | counts as one approval; at N: approved, |
+|         | than the task (same role, ≤ N approvals)     |          | the token bound to the modified action |
+| pending | MODIFY the rules deny or route higher        | —        | INVALID_TRANSITION; nothing changes    |
 | pending | DENY                                         | denied   | denied                                 |
 | pending | ESCALATE                                     | pending  | routed to `escalate_to`                |
 | pending | due time, on_timeout deny                    | expired  | expired                                |
@@ -16,11 +17,18 @@
 | any other status | anything                            | —        | INVALID_TRANSITION                     |
 
 A MODIFY that leaves approvals short of N keeps the task pending with the modified action;
-later approvals approve that action. Segregation of duties (checked on every APPROVE and
-MODIFY, each check recorded as a `sod.checked` event): the approver is not the request's
-requester, not the agent's human sponsor (from the request or the registry), not someone who
-approved this task already, and does not hold a role configured to conflict with the task's
-role. The approver's key must hold the task's current role; admin does not imply it.
+later approvals approve that action. A modified action is a new question for the rules (the
+active bundle, the decision's recorded facts and mode): a task may approve it only when the
+rules would allow it or route it no higher than the task itself — to the task's role (as routed
+or escalated) with at most the task's number of approvals. Anything higher is refused, not
+re-routed: a task answers the request the agent made, and a manager's approval must never stand
+in for the directors the rules want. The changed action gets its own route by its own Decide.
+
+Segregation of duties (checked on every APPROVE and MODIFY, each check recorded as a
+`sod.checked` event): the approver is not the request's requester, not the agent's human
+sponsor (from the request or the registry), not someone who approved this task already, and
+does not hold a role configured to conflict with the task's role. The approver's key must hold
+the task's current role; admin does not imply it.
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, InvalidT
 from gavel.app.model import ApprovalRecord, DecisionRecord
 from gavel.app.ports import UnitOfWork
 from gavel.app.principal import Principal
-from gavel.ledger.canonical import canonical_decimal
+from gavel.ledger.canonical import canonical_decimal, canonical_json
 
 FINAL = ("approved", "denied", "modified", "expired")
+DECISION_STATE = {"approved": "approved", "modified": "approved", "denied": "denied", "expired": "expired"}
 ACTIONS = ("approve", "deny", "modify", "escalate")
 MODIFIABLE = ("subtype", "amount", "currency", "entity", "business_unit", "jurisdiction", "tool", "resource", "args")
 
@@ -116,10 +125,50 @@ def sod_check(task: ApprovalRecord, p: Principal, conflicts: frozenset[tuple[str
     return None
 
 
+def modification_refusal(task: ApprovalRecord, outcome: str, reason: str, route) -> str | None:
+    """Why this task may not approve a modified action the rules answered `outcome` (with
+    `reason`, and `route` for require_approval) about, or None when it may."""
+    if outcome == "allow":
+        return None
+    if outcome == "deny":
+        return f"the rules deny the modified action ({reason})"
+    if route is None:  # fail closed: an approval nobody is named to give
+        return f"the rules require an approval for the modified action ({reason}) but name no route"
+    wanted = f"{_approvals(route.approvals)} from `{route.role}` ({reason})"
+    if route.role not in (task.role, task.original_role) or route.approvals > task.approvals_required:
+        return (f"the rules route the modified action to {wanted}; this task collects "
+                f"{_approvals(task.approvals_required)} from `{task.role}`: approve or deny the action as "
+                "requested, or have the agent ask for the changed one (its own decision routes it)")
+    return None
+
+
+def _approvals(n: int) -> str:
+    return f"{n} approval" if n == 1 else f"{n} approvals"
+
+
+def ending(task: ApprovalRecord, status: str) -> dict:
+    """What the event that ends a task says about its decision: the webhooks `approval.resolved`
+    and `authorization.finalized` are made from it (see gavel.app.webhooks)."""
+    return {"status": status, "state": DECISION_STATE[status], "agent_id": task.agent_id,
+            "reason_code": task.reason_code}
+
+
+def approved_action(task: ApprovalRecord) -> dict | None:
+    """The action the approvers approved, when it differs from the request."""
+    if task.modified_action is None or canonical_json(task.modified_action) == canonical_json(task.action):
+        return None
+    return task.modified_action
+
+
+def approval_note(task: ApprovalRecord) -> str:
+    """What the approvers wrote with their APPROVE, MODIFY and DENY, in order, one note a line."""
+    return "\n".join(s["note"] for s in task.steps if s["action"] in ("approve", "modify", "deny") and s["note"])
+
+
 def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_bytes, conflicts,
             decide_modified, finalize) -> Outcome:
-    """Apply one resolution. `decide_modified(decision, action) -> (outcome, reason)` re-runs the
-    rules on a modified action; `finalize(uow, task, decision, verdict, now)` updates the decision."""
+    """Apply one resolution. `decide_modified(decision, action) -> (outcome, reason, route)` re-runs
+    the rules on a modified action; `finalize(uow, task, decision, verdict, now)` updates the decision."""
     if r.action not in ACTIONS:
         raise InvalidRequest("action must be APPROVE, DENY, MODIFY or ESCALATE",
                              (FieldViolation("action", "unknown"),))
@@ -159,7 +208,7 @@ def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_
     if r.action == "deny":
         step = _step(p.principal, task.role, "deny", r.note, now, "not_checked")
         updated = save(replace(task, status="denied", steps=(*task.steps, step)))
-        record("approval.resolved", {"status": "denied", "by": p.principal, "role": task.role, "note": r.note})
+        record("approval.resolved", {**ending(task, "denied"), "by": p.principal, "role": task.role, "note": r.note})
         finalize(uow, updated, decision, "denied", now)
         return Outcome(updated)
 
@@ -173,9 +222,9 @@ def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_
     modified = task.modified_action
     if r.action == "modify":
         modified = _modified(task.modified_action or task.action, r.modified_action)
-        verdict, reason = decide_modified(decision, modified)
-        if verdict == "deny":
-            raise InvalidTransition(f"the rules deny the modified action ({reason}); the task stays pending")
+        refusal = modification_refusal(task, *decide_modified(decision, modified))
+        if refusal is not None:
+            raise InvalidTransition(f"{refusal}. The task stays pending")
     approvers = (*task.approvers, p.principal)
     done = len(approvers) >= task.approvals_required
     status = ("modified" if modified is not None else "approved") if done else "pending"
@@ -186,7 +235,10 @@ def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_
                                  "approvals_received": len(approvers), "approvals_required": task.approvals_required,
                                  "modified_action": modified})
     if done:
-        record("approval.resolved", {"status": status, "approvers": list(approvers)})
+        data = {**ending(task, status), "approvers": list(approvers), "note": approval_note(updated)}
+        if approved_action(updated) is not None:
+            data["approved_action"] = updated.modified_action
+        record("approval.resolved", data)
     finalize(uow, updated, decision, status if done else None, now)
     return Outcome(updated)
 
@@ -228,7 +280,7 @@ def apply_timeout(uow: UnitOfWork, task: ApprovalRecord, now: datetime, random_b
     updated = replace(task, status=status, steps=(*task.steps, step), updated_at=now, version=task.version + 1)
     if uow.approvals.update(updated, task.version):
         record("approval.expired" if status == "expired" else "approval.resolved",
-               {"status": status, "by": "gavel", "on_timeout": task.on_timeout})
+               {**ending(task, status), "by": "gavel", "on_timeout": task.on_timeout})
         finalize(uow, updated, decision, status, now)
     return updated
 
@@ -237,5 +289,5 @@ def decision_is_final(result: dict) -> bool:
     return result["state"] in ("approved", "denied", "expired", "executed", "execution_failed")
 
 
-__all__ = ["FINAL", "DecisionRecord", "Outcome", "Resolution", "apply_timeout", "create", "decision_is_final",
-           "resolve", "summary"]
+__all__ = ["DECISION_STATE", "FINAL", "DecisionRecord", "Outcome", "Resolution", "apply_timeout", "approval_note",
+           "approved_action", "create", "decision_is_final", "ending", "modification_refusal", "resolve", "summary"]

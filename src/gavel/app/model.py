@@ -230,8 +230,11 @@ class Activation:
     by: str
 
 
-WEBHOOK_EVENTS = ("authorization.decided", "approval.requested", "approval.recorded", "execution.confirmed",
-                  "execution.failed", "reconciliation.completed", "incident.opened", "agent.status_changed")
+# What a webhook may subscribe to: exactly what gavel.app.webhooks emits (`incident.opened` returns
+# with drift detection, when something emits it).
+WEBHOOK_EVENTS = ("authorization.decided", "authorization.finalized", "approval.requested", "approval.recorded",
+                  "approval.resolved", "execution.confirmed", "execution.failed", "reconciliation.completed",
+                  "agent.status_changed")
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "dead")
 
 

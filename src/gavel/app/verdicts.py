@@ -1,6 +1,7 @@
-"""What an approval's outcome does to its decision: the state, the approval block, and — when
-approved — the decision token (bound to the modified action if an approver changed it) and the
-budget reservation, all in the resolving unit of work."""
+"""What an approval's outcome does to its decision: the state, the approval block, the approvers'
+note, and — when approved — the decision token (bound to the modified action if an approver
+changed it, which the decision then carries as `approved_action`) and the budget reservation,
+all in the resolving unit of work."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gavel.app.ports import UnitOfWork
 from gavel.app.requests import json_number
 from gavel.crypto.jws import args_hash
 
-STATE_OF = {"approved": "approved", "modified": "approved", "denied": "denied", "expired": "expired"}
+STATE_OF = approvals.DECISION_STATE
 
 
 @dataclass
@@ -28,12 +29,17 @@ class Finalizer:
     def __call__(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, verdict: str | None,
                  now: datetime) -> None:
         result = {**decision.result, "approval": approvals.summary(task)}
+        note = approvals.approval_note(task)
+        if note:
+            result["approval_note"] = note
         state = decision.state
         if verdict is not None:
             state = STATE_OF[verdict]
             result["state"] = state
             if state == "approved":
                 result["decision_token"] = self._grant(uow, task, decision, now)
+                if approvals.approved_action(task) is not None:
+                    result["approved_action"] = task.modified_action
         uow.decisions.set_state(decision.tenant_id, decision.environment, decision.decision_id, state, result)
 
     def _grant(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, now: datetime) -> str:

@@ -6,11 +6,16 @@ event. Ledger events map to webhook events:
 
 | ledger event | webhook event(s) |
 |---|---|
-| decision.recorded | authorization.decided |
+| decision.recorded | authorization.decided; authorization.finalized unless the decision waits for approval |
 | approval.requested | approval.requested |
 | approval.recorded | approval.recorded |
+| approval.escalated | approval.resolved (status `escalated`) |
+| approval.resolved, approval.expired | approval.resolved, and authorization.finalized |
 | execution.reported | execution.confirmed or execution.failed, and reconciliation.completed |
 | agent.status_changed | agent.status_changed |
+
+So every decision sends exactly one `authorization.finalized`, with its final `state` (approved,
+denied or expired): at Decide, or when its approval ends.
 
 Every enabled endpoint of the tenant + environment subscribed to the event gets its own delivery
 (id `dlv_…`, stable across retries). The body is `{"id", "type", "created_at", "data"}`.
@@ -33,15 +38,30 @@ MAX_ENDPOINTS = 50
 MAX_URL = 2048
 
 
-def webhook_events_of(event: LedgerEvent, data: dict) -> list[str]:
+DECIDED_FIELDS = ("state", "outcome", "reason_code", "agent_id", "mode", "enforced")
+ENDED_FIELDS = ("state", "agent_id", "reason_code", "approval_id", "approved_action", "note")
+
+
+def webhook_events_of(event: LedgerEvent, data: dict) -> list[tuple[str, dict]]:
+    """The webhook events a ledger event sends, each with its data."""
     t = event.type
     if t == "decision.recorded":
-        return ["authorization.decided"]
+        kinds = [("authorization.decided", data)]
+        if data.get("state") != "pending_approval":
+            kinds.append(("authorization.finalized", {k: data[k] for k in DECIDED_FIELDS if k in data}))
+        return kinds
     if t in ("approval.requested", "approval.recorded", "agent.status_changed"):
-        return [t]
+        return [(t, data)]
+    if t == "approval.escalated":
+        return [("approval.resolved", {**data, "status": "escalated"})]
+    if t in ("approval.resolved", "approval.expired"):
+        finalized = {k: data[k] for k in ENDED_FIELDS if k in data}
+        return [("approval.resolved", data),
+                ("authorization.finalized", {**finalized, "outcome": "require_approval",
+                                             "approval_status": data.get("status")})]
     if t == "execution.reported":
         first = "execution.confirmed" if data.get("status") == "succeeded" else "execution.failed"
-        return [first, "reconciliation.completed"]
+        return [(first, data), ("reconciliation.completed", data)]
     return []
 
 
@@ -56,12 +76,12 @@ def enqueue(uow: UnitOfWork, event: LedgerEvent, data: dict, random_bytes: Calla
         return 0
     endpoints = [e for e in uow.webhooks.list(event.tenant_id, event.environment) if e.enabled]
     count = 0
-    for kind in kinds:
+    for kind, kind_data in kinds:
         for endpoint in endpoints:
             if kind not in endpoint.events:
                 continue
             delivery_id = new_id("dlv", event.created_at, random_bytes)
-            payload = {**data, "event_id": event.event_id, "sequence": event.sequence}
+            payload = {**kind_data, "event_id": event.event_id, "sequence": event.sequence}
             if event.subject.startswith("dec_"):
                 payload["decision_id"] = event.subject
             uow.deliveries.add(Delivery(
@@ -94,8 +114,9 @@ def validate_events(events: Any) -> tuple[str, ...]:
                              (FieldViolation("events", "a list of: " + ", ".join(WEBHOOK_EVENTS)),))
     unknown = sorted(set(events) - set(WEBHOOK_EVENTS))
     if unknown:
-        raise InvalidRequest(f"unknown events: {', '.join(unknown)}",
-                             (FieldViolation("events", "known: " + ", ".join(WEBHOOK_EVENTS)),))
+        known = ", ".join(WEBHOOK_EVENTS)
+        raise InvalidRequest(f"unknown events: {', '.join(unknown)}; known events: {known}",
+                             (FieldViolation("events", "known: " + known),))
     return tuple(sorted(set(events)))
 
 

@@ -194,7 +194,7 @@ class ApprovalSummary(_message.Message):
     def __init__(self, approval_id: _Optional[str] = ..., role: _Optional[str] = ..., approvals_required: _Optional[int] = ..., approvals_received: _Optional[int] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., on_timeout: _Optional[_Union[TimeoutAction, str]] = ..., escalate_to: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "outcome", "state", "enforced", "warnings", "reason_code", "reason_codes", "message", "risk", "policy", "matched_rules", "explain", "decision_token", "approval", "obligations", "evidence_event_id", "created_at", "correlation_id", "agent_id", "mode")
+    __slots__ = ("decision_id", "outcome", "state", "enforced", "warnings", "reason_code", "reason_codes", "message", "risk", "policy", "matched_rules", "explain", "decision_token", "approval", "obligations", "evidence_event_id", "created_at", "correlation_id", "agent_id", "mode", "approved_action", "approval_note")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +215,8 @@ class Decision(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_ACTION_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_NOTE_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     outcome: _common_pb2.Outcome
     state: DecisionState
@@ -235,7 +237,9 @@ class Decision(_message.Message):
     correlation_id: str
     agent_id: str
     mode: _common_pb2.Mode
-    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[_common_pb2.Outcome, str]] = ..., state: _Optional[_Union[DecisionState, str]] = ..., enforced: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., reason_code: _Optional[str] = ..., reason_codes: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ..., policy: _Optional[_Union[PolicyRef, _Mapping]] = ..., matched_rules: _Optional[_Iterable[_Union[MatchedRule, _Mapping]]] = ..., explain: _Optional[_Union[Explain, _Mapping]] = ..., decision_token: _Optional[str] = ..., approval: _Optional[_Union[ApprovalSummary, _Mapping]] = ..., obligations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_event_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., correlation_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ...) -> None: ...
+    approved_action: _common_pb2.Action
+    approval_note: str
+    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[_common_pb2.Outcome, str]] = ..., state: _Optional[_Union[DecisionState, str]] = ..., enforced: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., reason_code: _Optional[str] = ..., reason_codes: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ..., policy: _Optional[_Union[PolicyRef, _Mapping]] = ..., matched_rules: _Optional[_Iterable[_Union[MatchedRule, _Mapping]]] = ..., explain: _Optional[_Union[Explain, _Mapping]] = ..., decision_token: _Optional[str] = ..., approval: _Optional[_Union[ApprovalSummary, _Mapping]] = ..., obligations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., evidence_event_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., correlation_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., approved_action: _Optional[_Union[_common_pb2.Action, _Mapping]] = ..., approval_note: _Optional[str] = ...) -> None: ...
 
 class GetDecisionRequest(_message.Message):
     __slots__ = ("decision_id",)

@@ -199,6 +199,8 @@ def decision(result: dict[str, Any]) -> decision_pb2.Decision:
         out.approval.escalate_to = a.get("escalate_to", "")
     if result.get("obligations"):
         out.obligations.update(result["obligations"])
+    _action_message(result.get("approved_action"), out.approved_action)
+    out.approval_note = result.get("approval_note", "")
     _set_timestamp(out.created_at, result["created_at"])
     return out
 
