@@ -356,6 +356,23 @@ async def public_validate(h, md, a, me):
     assert r.ok
 
 
+async def scoped_tenant_settings(h, md, a, me):
+    # the caller lowers its own environment's minimum mode: A's stays ENFORCE and A's denials stay enforced
+    mine = await h.admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(
+        minimum_mode=common_pb2.MODE_MONITOR), metadata=md)
+    assert mine.minimum_mode == common_pb2.MODE_MONITOR
+    assert (await h.admin.GetTenantSettings(admin_pb2.GetTenantSettingsRequest(), metadata=md)).minimum_mode == \
+        common_pb2.MODE_MONITOR
+    theirs = await h.admin.GetTenantSettings(admin_pb2.GetTenantSettingsRequest(), metadata=a.md)
+    assert theirs.minimum_mode == common_pb2.MODE_ENFORCE and not theirs.updated_by
+    denied = await h.decisions.Decide(request(amount="5", currency="JPY"), metadata=a.agent_md)
+    assert denied.enforced and not denied.decision_token
+    # naming A's tenant + environment explicitly reaches nothing either
+    got = await answer(h.admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(
+        tenant="acme", environment=common_pb2.ENVIRONMENT_TEST, minimum_mode=common_pb2.MODE_MONITOR), metadata=md))
+    assert not got.ok and (got.code, got.reason) in ((OK.NOT_FOUND, "NOT_FOUND"), (OK.PERMISSION_DENIED, "FORBIDDEN"))
+
+
 async def platform_create_tenant(h, md, a, me):
     got = await answer(h.admin.CreateTenant(admin_pb2.CreateTenantRequest(name="Evil Corp"), metadata=md))
     assert (got.code, got.reason) == (OK.PERMISSION_DENIED, "FORBIDDEN"), got
@@ -445,9 +462,16 @@ PROBES: list[Probe] = [
         callers=("tenant",)),
     Probe("gavel.v1.AdminService/ListApiKeys", "scoped", scoped_list_keys),
     Probe("gavel.v1.AdminService/CreateTenant", "platform", platform_create_tenant),
+    Probe("gavel.v1.AdminService/GetTenantSettings", "owned", lambda h, md, i: h.admin.GetTenantSettings(
+        admin_pb2.GetTenantSettingsRequest(tenant=i), metadata=md), lambda a: "acme", lambda i: "acmf",
+        callers=("tenant",)),
+    Probe("gavel.v1.AdminService/UpdateTenantSettings", "owned", lambda h, md, i: h.admin.UpdateTenantSettings(
+        admin_pb2.UpdateTenantSettingsRequest(tenant=i, minimum_mode=common_pb2.MODE_MONITOR), metadata=md),
+        lambda a: "acme", lambda i: "acmf", callers=("tenant",)),
     # last, because they change the caller's own world
     Probe("gavel.v1.PolicyService/PublishBundle", "scoped", scoped_publish),
     Probe("gavel.v1.AgentService/RegisterAgent", "scoped", scoped_register_agent),
+    Probe("gavel.v1.AdminService/UpdateTenantSettings", "scoped", scoped_tenant_settings),
 ]
 
 
@@ -460,7 +484,7 @@ async def owned_report(h, md, ident, me):
 
 def test_every_rpc_is_classified() -> None:
     """A new RPC fails here until it has an isolation probe in PROBES."""
-    assert len(ALL_METHODS) == 34
+    assert len(ALL_METHODS) == 36
     assert {p.method for p in PROBES} == ALL_METHODS, sorted(ALL_METHODS ^ {p.method for p in PROBES})
     assert {p.kind for p in PROBES} <= {"owned", "token", "scoped", "public", "platform"}
     for p in PROBES:

@@ -1,6 +1,8 @@
 """What an approval's outcome does to its decision: the state, the approval block, and — when
 approved — the decision token (bound to the modified action if an approver changed it) and the
-budget reservation, all in the resolving unit of work."""
+budget reservation, all in the resolving unit of work. An approval replaces the rules' part of
+the verdict only: the agent's status and STRICT's checks are judged again by the shared verdict
+(`gavel.app.verdict`), so a paused or locked agent gets no token however its request was approved."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from gavel.app import approvals, budgets, tokens
+from gavel.app import approvals, budgets, ledger, tokens, verdict
 from gavel.app.ids import new_id
 from gavel.app.model import ApprovalRecord, DecisionRecord
 from gavel.app.ports import UnitOfWork
@@ -25,30 +27,38 @@ class Finalizer:
     token_settings: tokens.TokenSettings
     random_bytes: Any
 
-    def __call__(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, verdict: str | None,
+    def __call__(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, status: str | None,
                  now: datetime) -> None:
         result = {**decision.result, "approval": approvals.summary(task)}
         state = decision.state
-        if verdict is not None:
-            state = STATE_OF[verdict]
-            result["state"] = state
+        if status is not None:
+            state = STATE_OF[status]
             if state == "approved":
-                result["decision_token"] = self._grant(uow, task, decision, now)
+                action = json_number(task.modified_action or task.action)
+                agent = uow.agents.get(decision.tenant_id, decision.environment, decision.agent_id)
+                withheld = verdict.withheld_after_approval(decision, agent, action)
+                if withheld is None:
+                    result["decision_token"] = self._grant(uow, decision, action, agent, now)
+                else:
+                    state = "denied"
+                    result["warnings"] = [*result.get("warnings", []), withheld]
+                    ledger.record(uow, decision.tenant_id, decision.environment, type="token.withheld",
+                                  subject=decision.decision_id, decision_id=decision.decision_id, at=now,
+                                  random_bytes=self.random_bytes, data={"reason": withheld})
+            result["state"] = state
         uow.decisions.set_state(decision.tenant_id, decision.environment, decision.decision_id, state, result)
 
-    def _grant(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, now: datetime) -> str:
-        action = json_number(task.modified_action or task.action)
+    def _grant(self, uow: UnitOfWork, decision: DecisionRecord, action: dict, agent, now: datetime) -> str:
         amount = Decimal(action["amount"]) if action.get("amount") else None
         jti = new_id("tok", now, self.random_bytes)
         text, record = tokens.issue(
             self.signing.keyset(), self.token_settings, jti=jti, tenant_id=decision.tenant_id,
             environment=decision.environment, decision_id=decision.decision_id, agent_id=decision.agent_id,
             action_type=action.get("type", ""), amount=amount, currency=action.get("currency") or None,
-            args_hash=args_hash(action), now=now)
+            args_hash=args_hash(action), now=now, enforced=decision.enforced, outcome=decision.outcome)
         uow.tokens.add(record)
         uow.decisions.bind_token(decision.tenant_id, decision.environment, decision.decision_id, jti, amount,
                                  action.get("currency") or None)
-        agent = uow.agents.get(decision.tenant_id, decision.environment, decision.agent_id)
         if agent is not None and amount is not None:
             budgets.reserve(uow, agent, decision.decision_id, amount, now)
         return text
