@@ -17,6 +17,10 @@ until someone decides how it is isolated:
 
 At the end, A's world is checked untouched: its token still burns, its approval is still pending
 with no steps, its agent, key and bundle are as they were.
+
+Within one tenant + environment, an agent key bound to another agent is a caller too: every method
+an agent key may call that names an agent's request, decision or token answers it PERMISSION_DENIED
+/ AGENT_MISMATCH (`BOUND_PROBES`, which must cover every such method).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from gavel.app.principal import AGENT_METHODS
 from gavel.bundles import make_bundle, write_archive
 from gavel.v1 import (
     admin_pb2,
@@ -567,3 +572,57 @@ async def test_the_other_environment_may_roll_back_only_to_what_it_ran(harness) 
     promoted = await policies(h).PromoteBundle(policy_pb2.PromoteBundleRequest(bundle_hash=published.bundle_hash),
                                                metadata=h.md("admin_live"))
     assert promoted.bundle_hash == published.bundle_hash
+
+
+# -- a key bound to another agent of the same tenant + environment ----------------------------------
+
+BoundProbe = Callable[[object, tuple, World], Awaitable]
+
+
+async def bound_decide_stream(h, md, a):
+    async def one():
+        yield request(amount="100", correlation_id="c1")  # names bot-1
+
+    return [d async for d in h.decisions.DecideStream(one(), metadata=md)]
+
+
+BOUND_PROBES: list[tuple[str, BoundProbe]] = [
+    ("Decide", lambda h, md, a: h.decisions.Decide(request(amount="100"), metadata=md)),
+    ("DecideStream", bound_decide_stream),
+    ("GetDecision", lambda h, md, a: h.decisions.GetDecision(
+        decision_pb2.GetDecisionRequest(decision_id=a.allowed.decision_id), metadata=md)),
+    ("WaitDecision", lambda h, md, a: first_message(h.decisions.WaitDecision(
+        decision_pb2.WaitDecisionRequest(decision_id=a.pending.decision_id), metadata=md))),
+    ("ReportExecution", lambda h, md, a: report_with_token(h, md, a.token, a)),
+    ("ConsumeToken", lambda h, md, a: consume(h, md, a.token, a)),
+    ("RevokeToken", lambda h, md, a: revoke_by_token(h, md, a.token, a)),
+    ("RevokeToken", lambda h, md, a: h.decisions.RevokeToken(decision_pb2.RevokeTokenRequest(jti=a.jti),
+                                                             metadata=md)),
+]
+
+
+def test_every_agent_method_naming_an_agent_has_a_binding_probe() -> None:
+    """A new agent method fails here until a key bound to another agent is tried on it."""
+    probed = {f"DecisionService.{name}" for name, _ in BOUND_PROBES}
+    assert probed == AGENT_METHODS - {"EvidenceService.GetPublicKeys"}, sorted(probed ^ AGENT_METHODS)
+
+
+async def test_a_key_bound_to_another_agent_reaches_nothing_of_bot_1(harness) -> None:
+    """Tenant A's decisions are bot-1's. A key of A's own tenant and environment, bound to another
+    agent, gets AGENT_MISMATCH from every method for bot-1's request, decision and token, and A's
+    world is untouched afterwards (its token still burns). The key bound to bot-1 reads them."""
+    h = harness
+    a = await build_tenant_a(h)
+    other = md_for(add_key(h, "other-bot-key", roles=("agent",), agents=("other-bot",)))
+    problems = []
+    for name, probe in BOUND_PROBES:
+        got = await answer(probe(h, other, a))
+        if (got.code, got.reason) != (OK.PERMISSION_DENIED, "AGENT_MISMATCH"):
+            problems.append(f"{name}: {got.shown()}")
+    assert not problems, "\n".join(problems)
+    mine = await h.decisions.Decide(request(amount="100", agent="other-bot"), metadata=other)
+    assert mine.agent_id == "other-bot" and mine.decision_token
+    seen = await h.decisions.GetDecision(decision_pb2.GetDecisionRequest(decision_id=a.allowed.decision_id),
+                                         metadata=h.md("agent_bot1"))
+    assert seen == a.allowed
+    await assert_untouched(h, a)
