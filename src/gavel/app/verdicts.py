@@ -1,8 +1,6 @@
 """What an approval's outcome does to its decision: the state, the approval block, and — when
 approved — the decision token (bound to the modified action if an approver changed it) and the
-budget reservation, all in the resolving unit of work. An approval replaces the rules' part of
-the verdict only: the agent's status and STRICT's checks are judged again by the shared verdict
-(`gavel.app.verdict`), so a paused or locked agent gets no token however its request was approved."""
+budget reservation, all in the resolving unit of work."""
 
 from __future__ import annotations
 
@@ -11,11 +9,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from gavel.app import approvals, budgets, ledger, tokens, verdict
+from gavel.app import approvals, budgets, ledger, tokens
 from gavel.app.ids import new_id
 from gavel.app.model import ApprovalRecord, DecisionRecord
 from gavel.app.ports import UnitOfWork
 from gavel.app.requests import json_number
+from gavel.app.verdict import withheld_after_approval
 from gavel.crypto.jws import args_hash
 
 STATE_OF = {"approved": "approved", "modified": "approved", "denied": "denied", "expired": "expired"}
@@ -27,28 +26,36 @@ class Finalizer:
     token_settings: tokens.TokenSettings
     random_bytes: Any
 
-    def __call__(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, status: str | None,
+    def __call__(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, verdict: str | None,
                  now: datetime) -> None:
         result = {**decision.result, "approval": approvals.summary(task)}
         state = decision.state
-        if status is not None:
-            state = STATE_OF[status]
+        if verdict is not None:
+            state = STATE_OF[verdict]
             if state == "approved":
-                action = json_number(task.modified_action or task.action)
-                agent = uow.agents.get(decision.tenant_id, decision.environment, decision.agent_id)
-                withheld = verdict.withheld_after_approval(decision, agent, action)
-                if withheld is None:
-                    result["decision_token"] = self._grant(uow, decision, action, agent, now)
-                else:
-                    state = "denied"
-                    result["warnings"] = [*result.get("warnings", []), withheld]
-                    ledger.record(uow, decision.tenant_id, decision.environment, type="token.withheld",
-                                  subject=decision.decision_id, decision_id=decision.decision_id, at=now,
-                                  random_bytes=self.random_bytes, data={"reason": withheld})
+                state = self._judged_again(uow, task, decision, result, now)
             result["state"] = state
+            if state == "approved":
+                result["decision_token"] = self._grant(uow, task, decision, now)
         uow.decisions.set_state(decision.tenant_id, decision.environment, decision.decision_id, state, result)
 
-    def _grant(self, uow: UnitOfWork, decision: DecisionRecord, action: dict, agent, now: datetime) -> str:
+    def _judged_again(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, result: dict,
+                      now: datetime) -> str:
+        """People approved what the rules routed to them; the shared verdict (`gavel.app.verdict`)
+        still refuses a paused or locked agent and STRICT's checks against the agent as it is now.
+        Then the decision is denied without a token, the reason in its warnings and the ledger."""
+        agent = uow.agents.get(decision.tenant_id, decision.environment, decision.agent_id)
+        withheld = withheld_after_approval(decision, agent, json_number(task.modified_action or task.action))
+        if withheld is None:
+            return "approved"
+        result["warnings"] = [*result.get("warnings", []), withheld]
+        ledger.record(uow, decision.tenant_id, decision.environment, type="token.withheld",
+                      subject=decision.decision_id, decision_id=decision.decision_id, at=now,
+                      random_bytes=self.random_bytes, data={"reason": withheld})
+        return "denied"
+
+    def _grant(self, uow: UnitOfWork, task: ApprovalRecord, decision: DecisionRecord, now: datetime) -> str:
+        action = json_number(task.modified_action or task.action)
         amount = Decimal(action["amount"]) if action.get("amount") else None
         jti = new_id("tok", now, self.random_bytes)
         text, record = tokens.issue(
@@ -59,6 +66,7 @@ class Finalizer:
         uow.tokens.add(record)
         uow.decisions.bind_token(decision.tenant_id, decision.environment, decision.decision_id, jti, amount,
                                  action.get("currency") or None)
+        agent = uow.agents.get(decision.tenant_id, decision.environment, decision.agent_id)
         if agent is not None and amount is not None:
             budgets.reserve(uow, agent, decision.decision_id, amount, now)
         return text
