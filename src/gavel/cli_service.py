@@ -1,4 +1,4 @@
-"""Service commands: `gavel serve`, `gavel tenants create`, `gavel keys …`, `gavel health`.
+"""Service commands: `gavel serve`, `gavel tenants create|settings`, `gavel keys …`, `gavel health`.
 
 Flags override `GAVEL_*` environment variables, which override defaults (see config.py).
 Administrative commands work against the same `--database-url` with or without a running
