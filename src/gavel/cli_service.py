@@ -1,4 +1,4 @@
-"""Service commands: `gavel serve`, `gavel tenants create`, `gavel keys …`, `gavel health`.
+"""Service commands: `gavel serve`, `gavel tenants create|settings`, `gavel keys …`, `gavel health`.
 
 Flags override `GAVEL_*` environment variables, which override defaults (see config.py).
 Administrative commands work against the same `--database-url` with or without a running
@@ -143,26 +143,62 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
     return 0
 
 
+UNBOUND_AGENT_KEY_WARNING = (
+    "gavel keys create: warning: this agent key is bound to no agent: it can decide, consume tokens and report "
+    "for every agent of {tenant}/{env}, and STRICT mode denies its requests (strict.agent_unbound). "
+    "Bind it to its agents with --agent ID (repeatable).")
+
+
+def _tenant_of(uow, name: str):
+    from gavel.app.errors import NotFound
+
+    tenant = uow.tenants.get(name) or uow.tenants.get_by_name(name)
+    if tenant is None:
+        raise NotFound(f"no tenant `{name}`; create it with `gavel tenants create {name}`")
+    return tenant
+
+
+def cmd_tenants_settings(args: argparse.Namespace) -> int:
+    """Print a tenant's settings for one environment, after changing them when asked to."""
+    from gavel.app import settings
+
+    now = datetime.now(UTC)
+
+    def unit(uow):
+        tenant = _tenant_of(uow, args.tenant).tenant_id
+        if args.minimum_mode:
+            return settings.update(uow, None, tenant=tenant, environment=args.env, mode=args.minimum_mode, now=now,
+                                   random_bytes=os.urandom)
+        return settings.get(uow, None, tenant, args.env)
+
+    result = _run_admin(args, unit)
+    changed = f" (changed {result['updated_at']} by {result['updated_by']})" if result["updated_at"] else " (default)"
+    print(f"{result['tenant']}/{result['environment']}: minimum mode {result['minimum_mode'].upper()}{changed}")
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from gavel.app import admin
-    from gavel.app.errors import NotFound
 
     now = datetime.now(UTC)
     roles = [r.strip() for r in (args.roles or "").split(",") if r.strip()]
+    agents = args.agent or []
 
     def unit(uow):
         if args.platform:
             return admin.create_platform_key(uow, args.principal or "", args.description or "", now, os.urandom)
         if not args.tenant or not args.env:
             raise SystemExit("gavel keys create: --tenant and --env are required (or --platform)")
-        tenant = uow.tenants.get(args.tenant) or uow.tenants.get_by_name(args.tenant)
-        if tenant is None:
-            raise NotFound(f"no tenant `{args.tenant}`; create it with `gavel tenants create {args.tenant}`")
+        tenant = _tenant_of(uow, args.tenant)
         return admin.create_key(uow, None, tenant=tenant.tenant_id, environment=args.env, roles=roles,
                                 principal=args.principal or "", description=args.description or "", now=now,
-                                random_bytes=os.urandom)["secret"]
+                                random_bytes=os.urandom, agents=agents)["secret"]
 
+    if args.platform and agents:
+        raise SystemExit("gavel keys create: --agent binds a tenant's agent key; a platform key has no agents")
     print(_run_admin(args, unit))
+    if "agent" in roles and not agents:
+        print(UNBOUND_AGENT_KEY_WARNING.format(tenant=args.tenant, env=args.env), file=sys.stderr)
     return 0
 
 
@@ -277,6 +313,13 @@ def register(sub) -> None:
     p.add_argument("name")
     p.add_argument("--id", help="tenant id (default: derived from the name)")
     p.set_defaults(run=cmd_tenants_create)
+    p = tenants.add_parser("settings", help="show (or change) a tenant's settings for one environment")
+    add_common(p)
+    p.add_argument("tenant", help="tenant name or id")
+    p.add_argument("--env", required=True, choices=("test", "live"))
+    p.add_argument("--minimum-mode", choices=("monitor", "warn", "enforce", "strict"),
+                   help="the least strict mode any decision runs in (default enforce)")
+    p.set_defaults(run=cmd_tenants_settings)
 
     keys = sub.add_parser("keys", help="API keys and signing keys").add_subparsers(dest="keys_cmd", required=True)
     p = keys.add_parser("create", help="create an API key; prints the key and nothing else")
@@ -286,6 +329,8 @@ def register(sub) -> None:
     p.add_argument("--roles", help="comma-separated: agent, auditor, or approver roles (default: admin)")
     p.add_argument("--principal", help="who the key acts for (default: the key id)")
     p.add_argument("--description")
+    p.add_argument("--agent", action="append", metavar="ID",
+                   help="bind an agent key to this agent id (repeatable); it then acts for these agents only")
     p.add_argument("--platform", action="store_true", help="a platform operator key (gk_admin_…)")
     p.set_defaults(run=cmd_keys_create)
     p = keys.add_parser("rotate-signing", help="rotate the Ed25519 signing key")

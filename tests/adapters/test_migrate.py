@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -13,6 +15,7 @@ from sqlalchemy import inspect, text
 
 from gavel.adapters.db import make_engine, migrate
 from gavel.adapters.db.migrate import alembic_config
+from gavel.adapters.db.store import SqlStore
 from gavel.adapters.db.tables import metadata
 
 
@@ -42,7 +45,7 @@ def head(url: str) -> str:
 def test_the_migrated_schema_is_exactly_the_tables(empty_database_url: str) -> None:
     migrate(empty_database_url)
     assert schema_difference(empty_database_url) == []
-    assert current_revision(empty_database_url) == head(empty_database_url) == "0005"
+    assert current_revision(empty_database_url) == head(empty_database_url) == "0006"
 
 
 def test_migrating_twice_changes_nothing(empty_database_url: str) -> None:
@@ -58,7 +61,7 @@ def test_migrating_twice_changes_nothing(empty_database_url: str) -> None:
         assert sorted(inspect(engine).get_table_names()) == tables_before
     finally:
         engine.dispose()
-    assert current_revision(empty_database_url) == "0005"
+    assert current_revision(empty_database_url) == "0006"
     assert schema_difference(empty_database_url) == []
 
 
@@ -79,7 +82,7 @@ def test_concurrent_migrations_from_threads_are_safe(empty_database_url: str) ->
     for thread in threads:
         thread.join()
     assert errors == []
-    assert current_revision(empty_database_url) == "0005"
+    assert current_revision(empty_database_url) == "0006"
     assert schema_difference(empty_database_url) == []
 
 
@@ -102,7 +105,7 @@ def test_concurrent_migrations_from_processes_are_safe(empty_database_url: str) 
     ]
     outputs = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0] * 4, [err for _, err in outputs]
-    assert current_revision(empty_database_url) == "0005"
+    assert current_revision(empty_database_url) == "0006"
     assert schema_difference(empty_database_url) == []
 
 
@@ -110,7 +113,7 @@ def test_alembic_config_needs_no_ini_file(empty_database_url: str) -> None:
     config = alembic_config(empty_database_url)
     assert config.config_file_name is None
     revisions = [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
-    assert revisions == ["0005", "0004", "0003", "0002", "0001"]
+    assert revisions == ["0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_head_revision_is_alembics_head(empty_database_url: str) -> None:
@@ -133,11 +136,34 @@ def test_a_database_at_head_is_recognised_without_loading_alembic(empty_database
     engine = make_engine(empty_database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("UPDATE alembic_version SET version_num = '0004'"))
-            connection.execute(text("DROP TABLE webhook_deliveries"))
-            connection.execute(text("DROP TABLE webhook_endpoints"))
+            connection.execute(text("UPDATE alembic_version SET version_num = '0005'"))
+            connection.execute(text("DROP TABLE tenant_settings"))
+            connection.execute(text("ALTER TABLE api_keys DROP COLUMN agents"))
     finally:
         engine.dispose()
     migrate(empty_database_url)
-    assert current_revision(empty_database_url) == "0005"
+    assert current_revision(empty_database_url) == "0006"
     assert schema_difference(empty_database_url) == []
+
+
+def test_keys_made_before_agent_binding_are_unbound_after_the_upgrade(empty_database_url: str) -> None:
+    """0006 adds `api_keys.agents`: a key that existed before it reads back bound to no agent."""
+    config = alembic_config(empty_database_url)
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0005")
+            connection.execute(text(
+                "INSERT INTO api_keys (key_id, tenant_id, environment, roles, principal, description, secret_hash, "
+                "created_at) VALUES ('kold', 't', 'test', '[\"agent\"]', 'bot', '', :hash, 0)"), {"hash": b"x" * 32})
+    finally:
+        engine.dispose()
+    migrate(empty_database_url)
+    assert schema_difference(empty_database_url) == []
+    store = SqlStore(empty_database_url)
+    try:
+        key = store.run_sync(lambda uow: uow.keys.get("kold"))
+    finally:
+        asyncio.run(store.close())
+    assert key.roles == ("agent",) and key.agents == ()

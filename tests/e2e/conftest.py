@@ -106,6 +106,10 @@ def seed_keys(runtime) -> dict[str, str]:
             keys[who] = admin.create_key(uow, None, tenant="acme", environment="test", roles=roles,
                                          principal=f"{who}-person", description="", now=now,
                                          random_bytes=os.urandom)["secret"]
+        # an agent key bound to bot-1 (the agent most tests decide for): it acts for bot-1 only
+        keys["agent_bot1"] = admin.create_key(uow, None, tenant="acme", environment="test", roles=["agent"],
+                                              principal="bot-1-runtime", description="", now=now,
+                                              random_bytes=os.urandom, agents=["bot-1"])["secret"]
         keys["platform"] = admin.create_platform_key(uow, "operator", "", now, os.urandom)
         return keys
 

@@ -9,7 +9,7 @@ import grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gavel.v1 import common_pb2, decision_pb2
+from gavel.v1 import admin_pb2, common_pb2, decision_pb2
 
 
 def error_info(err: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
@@ -40,6 +40,12 @@ async def expect_error(call, code: grpc.StatusCode, reason: str) -> list[str]:
         assert got == reason, (got, err.details())
         return fields
     raise AssertionError(f"expected {code.name}/{reason}, the call succeeded")
+
+
+async def set_minimum_mode(h, mode: int, who: str = "admin_test") -> admin_pb2.TenantSettings:
+    """Lower (or raise) the caller's environment's minimum mode, as its operator does."""
+    return await h.admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(minimum_mode=mode),
+                                              metadata=h.md(who))
 
 
 def b64url(data: str) -> bytes:

@@ -13,7 +13,7 @@ from google.protobuf import field_mask_pb2
 
 from gavel.ledger.canonical import canonical_json
 from gavel.v1 import agent_pb2, common_pb2, decision_pb2, evidence_pb2
-from tests.e2e.helpers import b64url, error_info, expect_error, request, token_parts
+from tests.e2e.helpers import b64url, error_info, expect_error, request, set_minimum_mode, token_parts
 
 OK = grpc.StatusCode
 
@@ -233,24 +233,28 @@ async def test_concurrent_decisions_never_overshoot_the_daily_limit(harness) -> 
 
 
 async def test_modes(harness) -> None:
-    d = await harness.decisions.Decide(request(currency="JPY", mode=common_pb2.MODE_MONITOR),
-                                       metadata=harness.md("agent"))
+    """MONITOR and WARN are the operator's choice (the environment's minimum lowered, the agent's
+    default mode): then a deny is reported and recorded but does not block. STRICT adds its denials."""
+    h = harness
+    await set_minimum_mode(h, common_pb2.MODE_MONITOR)
+    await register(h, default_mode=common_pb2.MODE_MONITOR)
+    d = await h.decisions.Decide(request(currency="JPY"), metadata=h.md("agent"))
     assert d.outcome == common_pb2.OUTCOME_DENY and not d.enforced and d.decision_token
-    assert d.state == decision_pb2.DECISION_STATE_APPROVED and not d.warnings
-    d = await harness.decisions.Decide(request(currency="JPY", mode=common_pb2.MODE_WARN), metadata=harness.md("agent"))
+    assert d.state == decision_pb2.DECISION_STATE_APPROVED and not d.warnings and d.mode == common_pb2.MODE_MONITOR
+    d = await h.decisions.Decide(request(currency="JPY", mode=common_pb2.MODE_WARN), metadata=h.md("agent"))
     assert not d.enforced and d.decision_token and d.warnings == ["would deny: currency.unsupported"]
-    d = await harness.decisions.Decide(request(mode=common_pb2.MODE_STRICT), metadata=harness.md("agent"))
+    d = await h.decisions.Decide(request(agent="ghost", mode=common_pb2.MODE_STRICT), metadata=h.md("agent"))
     assert d.outcome == common_pb2.OUTCOME_DENY and d.reason_code == "strict.agent_unregistered"
-    await register(harness)
-    d = await harness.decisions.Decide(request(mode=common_pb2.MODE_STRICT, input_hash="sha256:" + "a" * 64),
-                                       metadata=harness.md("agent"))
+    hashed = "sha256:" + "a" * 64
+    d = await h.decisions.Decide(request(mode=common_pb2.MODE_STRICT, input_hash=hashed), metadata=h.md("agent_bot1"))
     assert d.outcome == common_pb2.OUTCOME_ALLOW and d.mode == common_pb2.MODE_STRICT
-    d = await harness.decisions.Decide(request(type_="refund", mode=common_pb2.MODE_STRICT),
-                                       metadata=harness.md("agent"))
+    d = await h.decisions.Decide(request(type_="refund", mode=common_pb2.MODE_STRICT), metadata=h.md("agent_bot1"))
     assert d.reason_code == "strict.input_unverified"
-    d = await harness.decisions.Decide(request(type_="payout", mode=common_pb2.MODE_STRICT,
-                                               input_hash="sha256:" + "a" * 64), metadata=harness.md("agent"))
+    d = await h.decisions.Decide(request(type_="payout", mode=common_pb2.MODE_STRICT, input_hash=hashed),
+                                 metadata=h.md("agent_bot1"))
     assert d.reason_code == "strict.action_not_allowed"
+    d = await h.decisions.Decide(request(mode=common_pb2.MODE_STRICT, input_hash=hashed), metadata=h.md("agent"))
+    assert (d.outcome, d.reason_code, d.decision_token) == (common_pb2.OUTCOME_DENY, "strict.agent_unbound", "")
 
 
 async def test_paused_and_locked_agents_are_refused_before_any_rule(harness) -> None:

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gavel.app.maintenance import release_expired_tokens
 from gavel.v1 import admin_pb2, agent_pb2, common_pb2, decision_pb2, evidence_pb2
-from tests.e2e.helpers import expect_error, request, token_parts
+from tests.e2e.helpers import expect_error, request, set_minimum_mode, token_parts
 
 OK = grpc.StatusCode
 
@@ -141,7 +141,11 @@ async def test_agents_register_list_update_and_isolation(harness) -> None:
     assert [x.agent_id for x in page.agents] == ["z-3", "z-4"] and not page.next_page_token
     await expect_error(harness.agents.GetAgent(agent_pb2.GetAgentRequest(agent_id="bot-1"),
                                                metadata=harness.md("admin_live")), OK.NOT_FOUND, "NOT_FOUND")
-    # the agent's default mode applies when the request names none
+    # the agent's default mode applies when the request names none, unless the environment's
+    # minimum (ENFORCE until its operator lowers it) is stricter
+    d = await harness.decisions.Decide(request(currency="JPY"), metadata=harness.md("agent"))
+    assert d.mode == common_pb2.MODE_ENFORCE and d.enforced and not d.decision_token
+    await set_minimum_mode(harness, common_pb2.MODE_MONITOR)
     d = await harness.decisions.Decide(request(currency="JPY"), metadata=harness.md("agent"))
     assert d.mode == common_pb2.MODE_WARN and not d.enforced and d.warnings
 
@@ -171,7 +175,7 @@ async def test_every_gavel_method_is_behind_the_guard(harness) -> None:
     files = (decision_pb2, evidence_pb2, approval_pb2, policy_pb2, agent_pb2, admin_pb2)
     methods = [(service, method) for module in files for service in module.DESCRIPTOR.services_by_name.values()
                for method in service.methods]
-    assert len(methods) == 34  # every rpc in proto/gavel/v1
+    assert len(methods) == 36  # every rpc in proto/gavel/v1
     for service, method in methods:
         path = f"/{service.full_name}/{method.name}"
         empty = b""  # every request message accepts the empty encoding

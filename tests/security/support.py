@@ -15,12 +15,12 @@ from tests.e2e.helpers import error_info
 
 
 def add_key(h, name: str, *, tenant: str = "acme", environment: str = "test", roles: tuple[str, ...] = (),
-            principal: str = "") -> str:
+            principal: str = "", agents: tuple[str, ...] = ()) -> str:
     """Create a key straight in the store (as `gavel keys create` does) and file it under `name`."""
     now = datetime.now(UTC)
     secret = h.runtime.store.run_sync(lambda uow: admin.create_key(
         uow, None, tenant=tenant, environment=environment, roles=list(roles), principal=principal or name,
-        description="", now=now, random_bytes=os.urandom))["secret"]
+        description="", now=now, random_bytes=os.urandom, agents=list(agents)))["secret"]
     h.keys[name] = secret
     return secret
 

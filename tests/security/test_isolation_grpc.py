@@ -17,6 +17,10 @@ until someone decides how it is isolated:
 
 At the end, A's world is checked untouched: its token still burns, its approval is still pending
 with no steps, its agent, key and bundle are as they were.
+
+Within one tenant + environment, an agent key bound to another agent is a caller too: every method
+an agent key may call that names an agent's request, decision or token answers it PERMISSION_DENIED
+/ AGENT_MISMATCH (`BOUND_PROBES`, which must cover every such method).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from gavel.app.principal import AGENT_METHODS
 from gavel.bundles import make_bundle, write_archive
 from gavel.v1 import (
     admin_pb2,
@@ -356,6 +361,23 @@ async def public_validate(h, md, a, me):
     assert r.ok
 
 
+async def scoped_tenant_settings(h, md, a, me):
+    # the caller lowers its own environment's minimum mode: A's stays ENFORCE and A's denials stay enforced
+    mine = await h.admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(
+        minimum_mode=common_pb2.MODE_MONITOR), metadata=md)
+    assert mine.minimum_mode == common_pb2.MODE_MONITOR
+    assert (await h.admin.GetTenantSettings(admin_pb2.GetTenantSettingsRequest(), metadata=md)).minimum_mode == \
+        common_pb2.MODE_MONITOR
+    theirs = await h.admin.GetTenantSettings(admin_pb2.GetTenantSettingsRequest(), metadata=a.md)
+    assert theirs.minimum_mode == common_pb2.MODE_ENFORCE and not theirs.updated_by
+    denied = await h.decisions.Decide(request(amount="5", currency="JPY"), metadata=a.agent_md)
+    assert denied.enforced and not denied.decision_token
+    # naming A's tenant + environment explicitly reaches nothing either
+    got = await answer(h.admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(
+        tenant="acme", environment=common_pb2.ENVIRONMENT_TEST, minimum_mode=common_pb2.MODE_MONITOR), metadata=md))
+    assert not got.ok and (got.code, got.reason) in ((OK.NOT_FOUND, "NOT_FOUND"), (OK.PERMISSION_DENIED, "FORBIDDEN"))
+
+
 async def platform_create_tenant(h, md, a, me):
     got = await answer(h.admin.CreateTenant(admin_pb2.CreateTenantRequest(name="Evil Corp"), metadata=md))
     assert (got.code, got.reason) == (OK.PERMISSION_DENIED, "FORBIDDEN"), got
@@ -445,9 +467,16 @@ PROBES: list[Probe] = [
         callers=("tenant",)),
     Probe("gavel.v1.AdminService/ListApiKeys", "scoped", scoped_list_keys),
     Probe("gavel.v1.AdminService/CreateTenant", "platform", platform_create_tenant),
+    Probe("gavel.v1.AdminService/GetTenantSettings", "owned", lambda h, md, i: h.admin.GetTenantSettings(
+        admin_pb2.GetTenantSettingsRequest(tenant=i), metadata=md), lambda a: "acme", lambda i: "acmf",
+        callers=("tenant",)),
+    Probe("gavel.v1.AdminService/UpdateTenantSettings", "owned", lambda h, md, i: h.admin.UpdateTenantSettings(
+        admin_pb2.UpdateTenantSettingsRequest(tenant=i, minimum_mode=common_pb2.MODE_MONITOR), metadata=md),
+        lambda a: "acme", lambda i: "acmf", callers=("tenant",)),
     # last, because they change the caller's own world
     Probe("gavel.v1.PolicyService/PublishBundle", "scoped", scoped_publish),
     Probe("gavel.v1.AgentService/RegisterAgent", "scoped", scoped_register_agent),
+    Probe("gavel.v1.AdminService/UpdateTenantSettings", "scoped", scoped_tenant_settings),
 ]
 
 
@@ -460,7 +489,7 @@ async def owned_report(h, md, ident, me):
 
 def test_every_rpc_is_classified() -> None:
     """A new RPC fails here until it has an isolation probe in PROBES."""
-    assert len(ALL_METHODS) == 34
+    assert len(ALL_METHODS) == 36
     assert {p.method for p in PROBES} == ALL_METHODS, sorted(ALL_METHODS ^ {p.method for p in PROBES})
     assert {p.kind for p in PROBES} <= {"owned", "token", "scoped", "public", "platform"}
     for p in PROBES:
@@ -543,3 +572,57 @@ async def test_the_other_environment_may_roll_back_only_to_what_it_ran(harness) 
     promoted = await policies(h).PromoteBundle(policy_pb2.PromoteBundleRequest(bundle_hash=published.bundle_hash),
                                                metadata=h.md("admin_live"))
     assert promoted.bundle_hash == published.bundle_hash
+
+
+# -- a key bound to another agent of the same tenant + environment ----------------------------------
+
+BoundProbe = Callable[[object, tuple, World], Awaitable]
+
+
+async def bound_decide_stream(h, md, a):
+    async def one():
+        yield request(amount="100", correlation_id="c1")  # names bot-1
+
+    return [d async for d in h.decisions.DecideStream(one(), metadata=md)]
+
+
+BOUND_PROBES: list[tuple[str, BoundProbe]] = [
+    ("Decide", lambda h, md, a: h.decisions.Decide(request(amount="100"), metadata=md)),
+    ("DecideStream", bound_decide_stream),
+    ("GetDecision", lambda h, md, a: h.decisions.GetDecision(
+        decision_pb2.GetDecisionRequest(decision_id=a.allowed.decision_id), metadata=md)),
+    ("WaitDecision", lambda h, md, a: first_message(h.decisions.WaitDecision(
+        decision_pb2.WaitDecisionRequest(decision_id=a.pending.decision_id), metadata=md))),
+    ("ReportExecution", lambda h, md, a: report_with_token(h, md, a.token, a)),
+    ("ConsumeToken", lambda h, md, a: consume(h, md, a.token, a)),
+    ("RevokeToken", lambda h, md, a: revoke_by_token(h, md, a.token, a)),
+    ("RevokeToken", lambda h, md, a: h.decisions.RevokeToken(decision_pb2.RevokeTokenRequest(jti=a.jti),
+                                                             metadata=md)),
+]
+
+
+def test_every_agent_method_naming_an_agent_has_a_binding_probe() -> None:
+    """A new agent method fails here until a key bound to another agent is tried on it."""
+    probed = {f"DecisionService.{name}" for name, _ in BOUND_PROBES}
+    assert probed == AGENT_METHODS - {"EvidenceService.GetPublicKeys"}, sorted(probed ^ AGENT_METHODS)
+
+
+async def test_a_key_bound_to_another_agent_reaches_nothing_of_bot_1(harness) -> None:
+    """Tenant A's decisions are bot-1's. A key of A's own tenant and environment, bound to another
+    agent, gets AGENT_MISMATCH from every method for bot-1's request, decision and token, and A's
+    world is untouched afterwards (its token still burns). The key bound to bot-1 reads them."""
+    h = harness
+    a = await build_tenant_a(h)
+    other = md_for(add_key(h, "other-bot-key", roles=("agent",), agents=("other-bot",)))
+    problems = []
+    for name, probe in BOUND_PROBES:
+        got = await answer(probe(h, other, a))
+        if (got.code, got.reason) != (OK.PERMISSION_DENIED, "AGENT_MISMATCH"):
+            problems.append(f"{name}: {got.shown()}")
+    assert not problems, "\n".join(problems)
+    mine = await h.decisions.Decide(request(amount="100", agent="other-bot"), metadata=other)
+    assert mine.agent_id == "other-bot" and mine.decision_token
+    seen = await h.decisions.GetDecision(decision_pb2.GetDecisionRequest(decision_id=a.allowed.decision_id),
+                                         metadata=h.md("agent_bot1"))
+    assert seen == a.allowed
+    await assert_untouched(h, a)

@@ -132,7 +132,8 @@ async def test_every_claim_edited_is_refused(harness) -> None:
     d, header, claims = await allowed(h)
     head, _, signature = d.decision_token.split(".")
     assert set(claims) == {"iss", "aud", "sub", "jti", "iat", "exp", "tenant", "env", "decision_id", "action_type",
-                           "amount", "currency", "args_hash"}
+                           "amount", "currency", "args_hash", "enforced", "outcome"}
+    assert (claims["enforced"], claims["outcome"]) == (True, "allow")
     tried = 0
     for name, value in claims.items():
         for new in edits(value):

@@ -14,9 +14,11 @@ from gavel.app.keys import mint_key
 from gavel.app.model import ENVIRONMENTS, ApiKeyRecord, Tenant
 from gavel.app.ports import Conflict, UnitOfWork
 from gavel.app.principal import RESERVED_ROLES, Principal
+from gavel.app.requests import IDENTIFIER
 
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 ROLE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_BOUND_AGENTS = 1000
 
 
 def tenant_dict(t: Tenant) -> dict:
@@ -28,6 +30,7 @@ def key_dict(k: ApiKeyRecord) -> dict:
         "key_id": k.key_id, "tenant": k.tenant_id or "", "environment": k.environment or "",
         "roles": list(k.roles), "principal": k.principal, "description": k.description,
         "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else "",
+        "agents": list(k.agents),
     }
 
 
@@ -48,8 +51,9 @@ def create_tenant(uow: UnitOfWork, name: str, tenant_id: str, now: datetime) -> 
 
 def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, environment: str, roles: list[str],
                principal: str, description: str, now: datetime, random_bytes: Callable[[int], bytes],
-               idempotency_key: str = "") -> dict:
-    """Create a key; `caller` None means the local CLI (full authority)."""
+               idempotency_key: str = "", agents: list[str] | tuple[str, ...] = ()) -> dict:
+    """Create a key; `caller` None means the local CLI (full authority). `agents` binds an agent key
+    to those agent ids (see `gavel.app.principal`)."""
     if caller is not None and not caller.is_platform_admin:
         if tenant and tenant != caller.tenant_id:
             raise NotFound(f"no tenant `{tenant}`")
@@ -62,6 +66,7 @@ def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, enviro
     if bad:
         raise InvalidRequest(f"invalid roles: {', '.join(bad)}",
                              (FieldViolation("roles", "lower-case names: agent, auditor, admin or an approver role"),))
+    _check_agents(roles, agents)
     if len(principal) > 256 or len(description) > 256:
         raise InvalidRequest("principal and description are at most 256 characters", tuple(
             FieldViolation(name, "at most 256 characters")
@@ -72,7 +77,7 @@ def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, enviro
             raise NotFound(f"no tenant `{tenant}`")
         new = mint_key(environment, random_bytes)
         record = ApiKeyRecord(new.key_id, tenant, environment, tuple(sorted(set(roles))), principal or new.key_id,
-                              description, new.secret_hash, now)
+                              description, new.secret_hash, now, agents=tuple(sorted(set(agents))))
         uow.keys.add(record)
         ledger.record(uow, tenant, environment, type="key.created", subject=record.key_id, at=now,
                       random_bytes=random_bytes, data={"key": key_dict(record),
@@ -81,10 +86,28 @@ def create_key(uow: UnitOfWork, caller: Principal | None, *, tenant: str, enviro
 
     fields = {"tenant": tenant, "environment": environment, "roles": sorted(set(roles)), "principal": principal,
               "description": description}
+    if agents:  # keyed only when given, so replays of keys made before binding existed still match
+        fields["agents"] = sorted(set(agents))
     # Replays return the key's metadata but never the secret again: it is not stored anywhere.
     return once(uow, tenant_id=tenant, environment=environment, operation="AdminService.CreateApiKey",
                 key=idempotency_key, fields=fields, now=now, run=run, stored=lambda r: {**r, "secret": ""},
                 replay=lambda r: {**r, "secret": ""}) if idempotency_key else run()
+
+
+def _check_agents(roles: list[str], agents: list[str] | tuple[str, ...]) -> None:
+    if not agents:
+        return
+    if "agent" not in roles:
+        raise InvalidRequest("agents: only a key with the `agent` role can be bound to agents",
+                             (FieldViolation("agents", "add the `agent` role, or bind no agents"),))
+    bad = [a for a in agents if not isinstance(a, str) or not IDENTIFIER.fullmatch(a)]
+    if bad:
+        raise InvalidRequest(f"agents: invalid agent ids: {', '.join(f'`{a}`' for a in bad[:10])}",
+                             (FieldViolation("agents", "agent ids: 1–128 letters, digits and . _ : @ / -, "
+                                                       "starting with a letter or digit"),))
+    if len(set(agents)) > MAX_BOUND_AGENTS:
+        raise InvalidRequest(f"agents: at most {MAX_BOUND_AGENTS} agents per key",
+                             (FieldViolation("agents", f"more than {MAX_BOUND_AGENTS}"),))
 
 
 def create_platform_key(uow: UnitOfWork, principal: str, description: str, now: datetime,

@@ -189,6 +189,7 @@ class ApprovalMixin:
                 record = await self.deps.store.read(current)
                 if record is None:
                     raise NotFound(f"no decision `{decision_id}`")
+                p.check_acts_for(record.agent_id)
                 if record.result != last:
                     last = record.result
                     yield record.result

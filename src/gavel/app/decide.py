@@ -1,11 +1,11 @@
-"""The Decide use case: validate, gather facts, evaluate, sign, reserve, record — atomically.
+"""The Decide use case: validate, judge, sign, reserve, record — atomically.
 
 Everything from reading the agent's spend to recording the decision happens in one write unit,
 so budgets hold under concurrency and an acknowledged decision is committed before the caller
-sees it. Modes (API.md): ENFORCE follows the rules; MONITOR reports but never blocks (a token
-is issued, `enforced = false`); WARN is MONITOR with the would-be outcome in `warnings`; STRICT
-is ENFORCE plus denials for an unregistered or inactive agent, an action outside the agent's
-`allowed_actions`, or a request without an `input_hash` (nothing to verify the agent's input by).
+sees it. How a request is judged (modes, paused and locked agents, STRICT, enforcement) is
+`gavel.app.verdict`, shared with ExplainDecision, ReplayBundle and the approval finaliser; the
+mode recorded, signed into the token and reserved against is the mode applied, never a looser
+one the caller asked for.
 """
 
 from __future__ import annotations
@@ -17,23 +17,19 @@ from decimal import Decimal
 from typing import Any
 
 from gavel.app import approvals, budgets, ledger, tokens
-from gavel.app.errors import AgentLocked, AgentPaused, NotFound
+from gavel.app.errors import NotFound
 from gavel.app.idempotency import once
 from gavel.app.ids import new_id
 from gavel.app.model import DecisionRecord
 from gavel.app.policies import PolicyRegistry
 from gavel.app.ports import Store, UnitOfWork
 from gavel.app.principal import Principal
-from gavel.app.requests import DecideInput, bound_action, engine_request, fingerprint_fields, validate
+from gavel.app.requests import DecideInput, bound_action, fingerprint_fields, validate
+from gavel.app.verdict import Verdict, judge
 from gavel.crypto.jws import args_hash
 from gavel.engine.decision import Decision
 from gavel.engine.engine import CompiledEngine
 from gavel.ledger.canonical import canonical_json
-
-STRICT_UNREGISTERED = "strict.agent_unregistered"
-STRICT_INACTIVE = "strict.agent_inactive"
-STRICT_ACTION = "strict.action_not_allowed"
-STRICT_UNVERIFIED = "strict.input_unverified"
 
 
 @dataclass(frozen=True)
@@ -49,26 +45,15 @@ class Deps:
     publisher_keys: dict = field(default_factory=dict)  # kid → PublicKey of trusted bundle publishers
 
 
-def _strict_denial(inp: DecideInput, agent) -> str | None:
-    if agent is None:
-        return STRICT_UNREGISTERED
-    if agent.status != "active":
-        return STRICT_INACTIVE
-    if inp.action["type"] not in agent.allowed_actions:
-        return STRICT_ACTION
-    if not inp.input_hash:
-        return STRICT_UNVERIFIED
-    return None
-
-
-def _result(decision_id: str, d: Decision, *, outcome: str, reason_code: str, message: str, state: str,
-            mode: str, enforced: bool, warnings: list[str], token: str, agent_id: str, version: str,
-            now: datetime, correlation_id: str, approval: dict | None) -> dict[str, Any]:
+def _result(decision_id: str, d: Decision, v: Verdict, *, warnings: list[str], token: str, agent_id: str,
+            version: str, now: datetime, correlation_id: str, approval: dict | None) -> dict[str, Any]:
+    """The Decision as every RPC answers it (Decide, GetDecision, ExplainDecision, replays)."""
+    outcome, reason_code, message = v.outcome, v.reason_code, v.message
     explain = d.explain
     if reason_code != d.reason_code:
         explain = {**explain, "summary": f"{outcome}: {reason_code} (STRICT mode); rules said {explain['summary']}"}
     return {
-        "decision_id": decision_id, "outcome": outcome, "state": state, "enforced": enforced,
+        "decision_id": decision_id, "outcome": outcome, "state": v.state, "enforced": v.enforced,
         "warnings": warnings, "reason_code": reason_code,
         "reason_codes": [reason_code] if reason_code != d.reason_code else list(d.reason_codes),
         "message": message,
@@ -80,7 +65,7 @@ def _result(decision_id: str, d: Decision, *, outcome: str, reason_code: str, me
                     "json": canonical_json(_jsonable(explain))},
         "decision_token": token, "approval": approval, "obligations": _jsonable(d.obligations),
         "evidence_event_id": "", "created_at": now.isoformat(), "correlation_id": correlation_id,
-        "agent_id": agent_id, "mode": mode,
+        "agent_id": agent_id, "mode": v.mode,
     }
 
 
@@ -96,6 +81,7 @@ class DecideUseCase:
 
     async def decide(self, principal: Principal, inp: DecideInput) -> dict[str, Any]:
         validate(inp)
+        principal.check_acts_for(inp.agent_id)  # before the idempotency key can replay another agent's answer
         engine, version = self.deps.policies.active(principal.tenant_id, principal.environment)
         keys = self.deps.signing.keyset()
         return await self.deps.store.write(lambda uow: self._unit(uow, principal, inp, engine, version, keys),
@@ -117,61 +103,43 @@ class DecideUseCase:
 
     def _decide(self, uow: UnitOfWork, p: Principal, inp: DecideInput, engine: CompiledEngine, version: str,
                 keys, now: datetime) -> dict[str, Any]:
-        agent = uow.agents.get(p.tenant_id, p.environment, inp.agent_id)
-        if agent is not None and agent.status == "paused":
-            raise AgentPaused(f"agent `{inp.agent_id}` is paused")
-        if agent is not None and agent.status == "locked":
-            raise AgentLocked(f"agent `{inp.agent_id}` is locked")
-        mode = inp.mode or (agent.default_mode if agent is not None else None) or "enforce"
-        facts = budgets.facts_for(uow, agent, now)
-        request = engine_request(inp, mode)
-        d = engine.decide_at(request, facts, now)
-
-        outcome, reason_code, message = d.outcome, d.reason_code, d.message
-        if mode == "strict":
-            denial = _strict_denial(inp, agent)
-            if denial is not None:
-                outcome, reason_code = "deny", denial
-                message = f"denied in STRICT mode: {denial}"
-        enforced = mode in ("enforce", "strict")
-        may_proceed = outcome == "allow" or not enforced
-        state = "approved" if may_proceed else "denied" if outcome == "deny" else "pending_approval"
-        warnings = [f"would {outcome}: {reason_code}"] if mode == "warn" and outcome != "allow" else []
+        judged = judge(uow, p, inp, engine, now)
+        agent, facts, request, d, v = judged.agent, judged.facts, judged.request, judged.decision, judged.verdict
 
         decision_id = new_id("dec", now, self.deps.random_bytes)
         amount = Decimal(inp.action["amount"]) if inp.action.get("amount") else None
         token_text, token_jti = "", None
-        if may_proceed:
+        if v.may_proceed:
             token_jti = new_id("tok", now, self.deps.random_bytes)
             token_text, token_record = tokens.issue(
                 keys, self.deps.token_settings, jti=token_jti, tenant_id=p.tenant_id, environment=p.environment,
                 decision_id=decision_id, agent_id=inp.agent_id, action_type=inp.action["type"], amount=amount,
-                currency=inp.action.get("currency") or None, args_hash=args_hash(bound_action(inp)), now=now)
+                currency=inp.action.get("currency") or None, args_hash=args_hash(bound_action(inp)), now=now,
+                enforced=v.enforced, outcome=v.outcome)
             uow.tokens.add(token_record)
             if agent is not None and amount is not None:
                 budgets.reserve(uow, agent, decision_id, amount, now)
         approval = approval_id = None
-        if state == "pending_approval" and d.route is not None:
+        if v.state == "pending_approval" and d.route is not None:
             approval_id = new_id("apr", now, self.deps.random_bytes)
             approval = {"approval_id": approval_id, "role": d.route.role, "approvals_required": d.route.approvals,
                         "approvals_received": 0, "due_at": (now + d.route.timeout).isoformat(),
                         "on_timeout": d.route.on_timeout, "escalate_to": d.route.escalate_to or ""}
-        result = _result(decision_id, d, outcome=outcome, reason_code=reason_code, message=message, state=state,
-                         mode=mode, enforced=enforced, warnings=warnings, token=token_text, agent_id=inp.agent_id,
+        result = _result(decision_id, d, v, warnings=list(v.warnings), token=token_text, agent_id=inp.agent_id,
                          version=version, now=now, correlation_id=inp.correlation_id, approval=approval)
         event_id = new_id("evt", now, self.deps.random_bytes)
         result["evidence_event_id"] = event_id
-        stored_request = _jsonable_request(request, inp)
+        stored_request = _jsonable_request(request, inp, p)
         uow.decisions.add(DecisionRecord(
             decision_id=decision_id, tenant_id=p.tenant_id, environment=p.environment, agent_id=inp.agent_id,
-            created_at=now, outcome=outcome, state=state, mode=mode, enforced=enforced, reason_code=reason_code,
-            bundle_hash=d.bundle_hash, request=stored_request, facts=facts, result=result,
+            created_at=now, outcome=v.outcome, state=v.state, mode=v.mode, enforced=v.enforced,
+            reason_code=v.reason_code, bundle_hash=d.bundle_hash, request=stored_request, facts=facts, result=result,
             token_jti=token_jti, amount=amount, currency=inp.action.get("currency") or None,
             correlation_id=inp.correlation_id))
         ledger.record(uow, p.tenant_id, p.environment, type="decision.recorded", subject=decision_id,
                       decision_id=decision_id, at=now, random_bytes=self.deps.random_bytes, event_id=event_id, data={
-                          "agent_id": inp.agent_id, "outcome": outcome, "state": state, "mode": mode,
-                          "enforced": enforced, "reason_code": reason_code, "rule": d.rule or "",
+                          "agent_id": inp.agent_id, "outcome": v.outcome, "state": v.state, "mode": v.mode,
+                          "enforced": v.enforced, "reason_code": v.reason_code, "rule": d.rule or "",
                           "matched_rules": list(d.matched_rules), "bundle_hash": d.bundle_hash,
                           "bundle_version": version, "risk": {"score": d.risk_score, "tier": d.risk_tier},
                           "request": stored_request, "facts": facts, "input_hash": inp.input_hash,
@@ -184,7 +152,7 @@ class DecideUseCase:
             approvals.create(
                 uow, approval_id=approval_id, tenant_id=p.tenant_id, environment=p.environment,
                 decision_id=decision_id, agent_id=inp.agent_id, route=d.route, action=bound_action(inp),
-                reason_code=reason_code, requester_id=inp.actors.get("requester_id", ""),
+                reason_code=v.reason_code, requester_id=inp.actors.get("requester_id", ""),
                 human_sponsor_id=inp.actors.get("human_sponsor_id", "") or (agent.human_sponsor_id if agent else ""),
                 now=now, random_bytes=self.deps.random_bytes)
         return result
@@ -194,12 +162,15 @@ class DecideUseCase:
             principal.tenant_id, principal.environment, decision_id))
         if record is None:
             raise NotFound(f"no decision `{decision_id}`")
+        principal.check_acts_for(record.agent_id)
         return record.result
 
 
-def _jsonable_request(request: dict, inp: DecideInput) -> dict:
-    """The stored request: what the engine saw plus the caller's evidence hash."""
+def _jsonable_request(request: dict, inp: DecideInput, p: Principal) -> dict:
+    """The stored request: what the engine saw, plus the caller's evidence hash and whether the
+    caller's key was bound to the agent (what a replay or an approval needs to judge it again)."""
     stored = ledger.json_value(canonical_json(request))
     if inp.input_hash:
         stored["input_hash"] = inp.input_hash
+    stored["key_bound"] = p.is_bound_to(inp.agent_id)
     return stored

@@ -67,6 +67,18 @@ class AgentLocked(GavelError):
     reason = "AGENT_LOCKED"
 
 
+class AgentMismatch(GavelError):
+    """The key is bound to other agents than the one the request acts for."""
+
+    reason = "AGENT_MISMATCH"
+
+
+class DecisionNotEnforced(GavelError):
+    """ConsumeToken: the token's decision was not enforced and its outcome was not allow."""
+
+    reason = "DECISION_NOT_ENFORCED"
+
+
 class IdempotencyConflict(GavelError):
     reason = "IDEMPOTENCY_CONFLICT"
 

@@ -127,6 +127,10 @@ def report(uow: UnitOfWork, p: Principal, inp: ExecutionInput, claims: dict, now
     def replay(response: dict) -> dict:
         return response
 
+    if p.agents:  # a bound key: checked before an idempotent replay could answer with another agent's report
+        named = uow.decisions.get(p.tenant_id, p.environment, inp.decision_id)
+        if named is not None:
+            p.check_acts_for(named.agent_id)
     fields = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in inp.__dict__.items()
               if k != "idempotency_key"}
     return once(uow, tenant_id=p.tenant_id, environment=p.environment, operation="DecisionService.ReportExecution",

@@ -59,7 +59,8 @@ def parse_key(text: str) -> tuple[str, str | None]:
 
 
 def principal_of(record: ApiKeyRecord) -> Principal:
-    return Principal(record.key_id, record.tenant_id, record.environment, frozenset(record.roles), record.principal)
+    return Principal(record.key_id, record.tenant_id, record.environment, frozenset(record.roles), record.principal,
+                     frozenset(record.agents))
 
 
 class KeyCache:

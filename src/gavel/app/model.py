@@ -38,6 +38,18 @@ class ApiKeyRecord:
     secret_hash: bytes  # SHA-256 of the whole key text
     created_at: datetime
     revoked_at: datetime | None = None
+    agents: tuple[str, ...] = ()  # an agent key bound to these agent ids; () acts for any agent
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSettings:
+    """What a tenant's operator chose for one environment."""
+
+    tenant_id: str
+    environment: str
+    minimum_mode: str  # one of MODES: no decision in this environment runs in a looser mode
+    updated_at: datetime
+    updated_by: str
 
 
 @dataclass(frozen=True, slots=True)

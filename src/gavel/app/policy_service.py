@@ -7,13 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from gavel.app import budgets, ledger
+from gavel.app import ledger
 from gavel.app.decide import _result
 from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from gavel.app.idempotency import once
 from gavel.app.model import StoredBundle
 from gavel.app.principal import Principal
-from gavel.app.requests import DecideInput, engine_request, validate
+from gavel.app.requests import DecideInput, validate
+from gavel.app.verdict import judge, rejudge
 
 log = logging.getLogger("gavel.policies")
 MAX_REPLAY_PAGE = 1000
@@ -168,19 +169,9 @@ class PolicyMixin:
         else:
             engine, version = self.deps.policies.active(p.tenant_id, p.environment)
         now = self.deps.clock()
-
-        def facts(uow):
-            agent = uow.agents.get(p.tenant_id, p.environment, inp.agent_id)
-            return agent, budgets.facts_for(uow, agent, now)
-
-        agent, fact_doc = await self.deps.store.read(facts)
-        mode = inp.mode or (agent.default_mode if agent is not None else None) or "enforce"
-        d = engine.decide_at(engine_request(inp, mode), fact_doc, now)
-        enforced = mode in ("enforce", "strict")
-        state = ("approved" if d.outcome == "allow" or not enforced
-                 else "denied" if d.outcome == "deny" else "pending_approval")
-        return _result("", d, outcome=d.outcome, reason_code=d.reason_code, message=d.message, state=state,
-                       mode=mode, enforced=enforced, warnings=["dry run: nothing was recorded"], token="",
+        judged = await self.deps.store.read(lambda uow: judge(uow, p, inp, engine, now))
+        v = judged.verdict
+        return _result("", judged.decision, v, warnings=[*v.warnings, "dry run: nothing was recorded"], token="",
                        agent_id=inp.agent_id, version=version, now=now, correlation_id=inp.correlation_id,
                        approval=None)
 
@@ -202,21 +193,18 @@ class PolicyMixin:
             if not page:
                 break
             for record in page:
-                if record.reason_code.startswith("strict."):
-                    continue  # a STRICT-mode denial is not the rules' verdict
                 evaluated += 1
                 new = engine.decide_at(record.request, record.facts, record.created_at)
-                if new.outcome == record.outcome and new.reason_code == record.reason_code:
+                v = rejudge(record, new)
+                if v.outcome == record.outcome and v.reason_code == record.reason_code:
                     continue
                 changed += 1
-                key = f"{record.outcome}→{new.outcome}"
+                key = f"{record.outcome}→{v.outcome}"
                 transitions[key] = transitions.get(key, 0) + 1
-                yield {"decision_id": record.decision_id, "old_outcome": record.outcome, "new_outcome": new.outcome,
-                       "old_reason_code": record.reason_code, "new_reason_code": new.reason_code,
+                yield {"decision_id": record.decision_id, "old_outcome": record.outcome, "new_outcome": v.outcome,
+                       "old_reason_code": record.reason_code, "new_reason_code": v.reason_code,
                        "old_explain_json": record.result["explain"]["json"],
-                       "new_explain_json": _result("", new, outcome=new.outcome, reason_code=new.reason_code,
-                                                   message=new.message, state="", mode=record.mode, enforced=True,
-                                                   warnings=[], token="", agent_id=record.agent_id,
+                       "new_explain_json": _result("", new, v, warnings=[], token="", agent_id=record.agent_id,
                                                    version="candidate", now=record.created_at,
                                                    correlation_id="", approval=None)["explain"]["json"],
                        "decided_at": record.created_at.isoformat()}

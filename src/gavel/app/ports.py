@@ -27,6 +27,7 @@ from gavel.app.model import (
     Reservation,
     StoredBundle,
     Tenant,
+    TenantSettings,
     TokenRecord,
     WebhookEndpoint,
 )
@@ -60,6 +61,11 @@ class ApiKeyRepo(Protocol):
              limit: int, after_key_id: str | None) -> Sequence[ApiKeyRecord]: ...  # ordered by key_id
     def revoke(self, key_id: str, at: datetime) -> bool: ...  # False if unknown or already revoked
     def revoke_matching(self, tenant_id: str, description: str, at: datetime) -> int: ...
+
+
+class TenantSettingsRepo(Protocol):
+    def get(self, tenant_id: str, environment: str) -> TenantSettings | None: ...  # None: the defaults
+    def put(self, settings: TenantSettings) -> None: ...  # insert or replace
 
 
 class AgentRepo(Protocol):
@@ -162,6 +168,7 @@ class DeliveryRepo(Protocol):
 class UnitOfWork(Protocol):
     tenants: TenantRepo
     keys: ApiKeyRepo
+    settings: TenantSettingsRepo
     agents: AgentRepo
     decisions: DecisionRepo
     tokens: TokenRepo

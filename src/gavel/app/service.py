@@ -6,7 +6,7 @@ data. Wiring happens in `gavel.bootstrap`.
 
 from __future__ import annotations
 
-from gavel.app import admin, agents, executions, tokens
+from gavel.app import admin, agents, executions, settings, tokens
 from gavel.app.approval_service import ApprovalMixin
 from gavel.app.decide import DecideUseCase, Deps
 from gavel.app.errors import Forbidden, TokenInvalid
@@ -60,10 +60,11 @@ class Application(EvidenceMixin, ApprovalMixin, PolicyMixin, WebhookMixin):
     async def get_decision(self, p: Principal, decision_id: str) -> dict:
         return await self.decisions.get(p, decision_id)
 
-    async def consume_token(self, p: Principal, token: str, args_hash: str) -> dict:
+    async def consume_token(self, p: Principal, token: str, args_hash: str, accept_unenforced: bool = False) -> dict:
         now = self.deps.clock()
         claims = tokens.verify(self.deps.signing.keyset(), self.deps.token_settings, p, token, now)
-        return await self._write(p, lambda uow: tokens.consume(uow, p, claims, args_hash, now, self.deps.random_bytes))
+        return await self._write(p, lambda uow: tokens.consume(uow, p, claims, args_hash, now, self.deps.random_bytes,
+                                                               accept_unenforced))
 
     async def revoke_token(self, p: Principal, *, token: str = "", jti: str = "") -> dict:
         now = self.deps.clock()
@@ -123,14 +124,26 @@ class Application(EvidenceMixin, ApprovalMixin, PolicyMixin, WebhookMixin):
             run=lambda: admin.create_tenant(uow, name, tenant_id, now), replay=lambda r: r))
 
     async def create_api_key(self, p: Principal, *, tenant: str, environment: str, roles: list[str], principal: str,
-                             description: str, idempotency_key: str) -> dict:
+                             description: str, idempotency_key: str, agents: list[str] | None = None) -> dict:
         if not p.is_platform_admin and not p.is_admin:
             raise Forbidden("only an admin key may create keys")
         now = self.deps.clock()
         return await self._write(p, lambda uow: admin.create_key(
             uow, p, tenant=tenant, environment=environment, roles=roles, principal=principal,
-            description=description, now=now, random_bytes=self.deps.random_bytes, idempotency_key=idempotency_key),
-            own_chain=False)
+            description=description, now=now, random_bytes=self.deps.random_bytes, idempotency_key=idempotency_key,
+            agents=agents or []), own_chain=False)
+
+    async def get_tenant_settings(self, p: Principal, tenant: str, environment: str) -> dict:
+        return await self.deps.store.read(lambda uow: settings.get(uow, p, tenant, environment))
+
+    async def update_tenant_settings(self, p: Principal, *, tenant: str, environment: str, minimum_mode: str,
+                                     idempotency_key: str) -> dict:
+        if not p.is_platform_admin and not p.is_admin:
+            raise Forbidden("only an admin key may change a tenant's settings")
+        now = self.deps.clock()
+        return await self._write(p, lambda uow: settings.update(
+            uow, p, tenant=tenant, environment=environment, mode=minimum_mode, now=now,
+            random_bytes=self.deps.random_bytes, idempotency_key=idempotency_key), own_chain=False)
 
     async def list_api_keys(self, p: Principal, tenant: str, environment: str, include_revoked: bool,
                             page_size: int, page_token: str) -> dict:

@@ -26,7 +26,7 @@ from gavel.v1 import common_pb2 as gavel_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14gavel/v1/admin.proto\x12\x08gavel.v1\x1a\x15gavel/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xeb\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12*\n\x0b\x65nvironment\x18\x03 \x01(\x0e\x32\x15.gavel.v1.Environment\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x0b\x65nvironment\x18\x02 \x01(\x0e\x32\x15.gavel.v1.Environment\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\"I\n\x14\x43reateApiKeyResponse\x12!\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x10.gavel.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x90\x01\n\x12ListApiKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12*\n\x0b\x65nvironment\x18\x04 \x01(\x0e\x32\x15.gavel.v1.Environment\x12\x17\n\x0finclude_revoked\x18\x05 \x01(\x08\"R\n\x13ListApiKeysResponse\x12\"\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x10.gavel.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"O\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t2\xab\x02\n\x0c\x41\x64minService\x12M\n\x0c\x43reateApiKey\x12\x1d.gavel.v1.CreateApiKeyRequest\x1a\x1e.gavel.v1.CreateApiKeyResponse\x12J\n\x0bListApiKeys\x12\x1c.gavel.v1.ListApiKeysRequest\x1a\x1d.gavel.v1.ListApiKeysResponse\x12?\n\x0cRevokeApiKey\x12\x1d.gavel.v1.RevokeApiKeyRequest\x1a\x10.gavel.v1.ApiKey\x12?\n\x0c\x43reateTenant\x12\x1d.gavel.v1.CreateTenantRequest\x1a\x10.gavel.v1.Tenantb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14gavel/v1/admin.proto\x12\x08gavel.v1\x1a\x15gavel/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12*\n\x0b\x65nvironment\x18\x03 \x01(\x0e\x32\x15.gavel.v1.Environment\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61gents\x18\t \x03(\t\"\xb1\x01\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x0b\x65nvironment\x18\x02 \x01(\x0e\x32\x15.gavel.v1.Environment\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0e\n\x06\x61gents\x18\x07 \x03(\t\"I\n\x14\x43reateApiKeyResponse\x12!\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x10.gavel.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x90\x01\n\x12ListApiKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12*\n\x0b\x65nvironment\x18\x04 \x01(\x0e\x32\x15.gavel.v1.Environment\x12\x17\n\x0finclude_revoked\x18\x05 \x01(\x08\"R\n\x13ListApiKeysResponse\x12\"\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x10.gavel.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"O\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\xb7\x01\n\x0eTenantSettings\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x0b\x65nvironment\x18\x02 \x01(\x0e\x32\x15.gavel.v1.Environment\x12$\n\x0cminimum_mode\x18\x03 \x01(\x0e\x32\x0e.gavel.v1.Mode\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x05 \x01(\t\"V\n\x18GetTenantSettingsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x0b\x65nvironment\x18\x02 \x01(\x0e\x32\x15.gavel.v1.Environment\"\x98\x01\n\x1bUpdateTenantSettingsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x0b\x65nvironment\x18\x02 \x01(\x0e\x32\x15.gavel.v1.Environment\x12$\n\x0cminimum_mode\x18\x03 \x01(\x0e\x32\x0e.gavel.v1.Mode\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t2\xd7\x03\n\x0c\x41\x64minService\x12M\n\x0c\x43reateApiKey\x12\x1d.gavel.v1.CreateApiKeyRequest\x1a\x1e.gavel.v1.CreateApiKeyResponse\x12J\n\x0bListApiKeys\x12\x1c.gavel.v1.ListApiKeysRequest\x1a\x1d.gavel.v1.ListApiKeysResponse\x12?\n\x0cRevokeApiKey\x12\x1d.gavel.v1.RevokeApiKeyRequest\x1a\x10.gavel.v1.ApiKey\x12?\n\x0c\x43reateTenant\x12\x1d.gavel.v1.CreateTenantRequest\x1a\x10.gavel.v1.Tenant\x12Q\n\x11GetTenantSettings\x12\".gavel.v1.GetTenantSettingsRequest\x1a\x18.gavel.v1.TenantSettings\x12W\n\x14UpdateTenantSettings\x12%.gavel.v1.UpdateTenantSettingsRequest\x1a\x18.gavel.v1.TenantSettingsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANT']._serialized_start=90
   _globals['_TENANT']._serialized_end=179
   _globals['_APIKEY']._serialized_start=182
-  _globals['_APIKEY']._serialized_end=417
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=420
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=581
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=583
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=656
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=659
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=803
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=805
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=887
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=889
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=951
-  _globals['_CREATETENANTREQUEST']._serialized_start=953
-  _globals['_CREATETENANTREQUEST']._serialized_end=1032
-  _globals['_ADMINSERVICE']._serialized_start=1035
-  _globals['_ADMINSERVICE']._serialized_end=1334
+  _globals['_APIKEY']._serialized_end=433
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=436
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=613
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=615
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=688
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=691
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=835
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=837
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=919
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=921
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=983
+  _globals['_CREATETENANTREQUEST']._serialized_start=985
+  _globals['_CREATETENANTREQUEST']._serialized_end=1064
+  _globals['_TENANTSETTINGS']._serialized_start=1067
+  _globals['_TENANTSETTINGS']._serialized_end=1250
+  _globals['_GETTENANTSETTINGSREQUEST']._serialized_start=1252
+  _globals['_GETTENANTSETTINGSREQUEST']._serialized_end=1338
+  _globals['_UPDATETENANTSETTINGSREQUEST']._serialized_start=1341
+  _globals['_UPDATETENANTSETTINGSREQUEST']._serialized_end=1493
+  _globals['_ADMINSERVICE']._serialized_start=1496
+  _globals['_ADMINSERVICE']._serialized_end=1967
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class Tenant(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ApiKey(_message.Message):
-    __slots__ = ("key_id", "tenant", "environment", "roles", "principal", "description", "created_at", "revoked_at")
+    __slots__ = ("key_id", "tenant", "environment", "roles", "principal", "description", "created_at", "revoked_at", "agents")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class ApiKey(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     tenant: str
     environment: _common_pb2.Environment
@@ -38,23 +39,26 @@ class ApiKey(_message.Message):
     description: str
     created_at: _timestamp_pb2.Timestamp
     revoked_at: _timestamp_pb2.Timestamp
-    def __init__(self, key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ..., roles: _Optional[_Iterable[str]] = ..., principal: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ..., roles: _Optional[_Iterable[str]] = ..., principal: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("tenant", "environment", "roles", "principal", "description", "idempotency_key")
+    __slots__ = ("tenant", "environment", "roles", "principal", "description", "idempotency_key", "agents")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     environment: _common_pb2.Environment
     roles: _containers.RepeatedScalarFieldContainer[str]
     principal: str
     description: str
     idempotency_key: str
-    def __init__(self, tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ..., roles: _Optional[_Iterable[str]] = ..., principal: _Optional[str] = ..., description: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ..., roles: _Optional[_Iterable[str]] = ..., principal: _Optional[str] = ..., description: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateApiKeyResponse(_message.Message):
     __slots__ = ("api_key", "secret")
@@ -103,3 +107,37 @@ class CreateTenantRequest(_message.Message):
     tenant_id: str
     idempotency_key: str
     def __init__(self, name: _Optional[str] = ..., tenant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class TenantSettings(_message.Message):
+    __slots__ = ("tenant", "environment", "minimum_mode", "update_time", "updated_by")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_MODE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    environment: _common_pb2.Environment
+    minimum_mode: _common_pb2.Mode
+    update_time: _timestamp_pb2.Timestamp
+    updated_by: str
+    def __init__(self, tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ..., minimum_mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class GetTenantSettingsRequest(_message.Message):
+    __slots__ = ("tenant", "environment")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    environment: _common_pb2.Environment
+    def __init__(self, tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ...) -> None: ...
+
+class UpdateTenantSettingsRequest(_message.Message):
+    __slots__ = ("tenant", "environment", "minimum_mode", "idempotency_key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_MODE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    environment: _common_pb2.Environment
+    minimum_mode: _common_pb2.Mode
+    idempotency_key: str
+    def __init__(self, tenant: _Optional[str] = ..., environment: _Optional[_Union[_common_pb2.Environment, str]] = ..., minimum_mode: _Optional[_Union[_common_pb2.Mode, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...

@@ -57,6 +57,16 @@ class AdminServiceStub:
                 request_serializer=gavel_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
                 response_deserializer=gavel_dot_v1_dot_admin__pb2.Tenant.FromString,
                 _registered_method=True)
+        self.GetTenantSettings = channel.unary_unary(
+                '/gavel.v1.AdminService/GetTenantSettings',
+                request_serializer=gavel_dot_v1_dot_admin__pb2.GetTenantSettingsRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_admin__pb2.TenantSettings.FromString,
+                _registered_method=True)
+        self.UpdateTenantSettings = channel.unary_unary(
+                '/gavel.v1.AdminService/UpdateTenantSettings',
+                request_serializer=gavel_dot_v1_dot_admin__pb2.UpdateTenantSettingsRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_admin__pb2.TenantSettings.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -96,6 +106,24 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTenantSettings(self, request, context):
+        """Reads a tenant's settings for one environment (the defaults until they
+        are changed). Tenant admin keys read their own environment's;
+        `gk_admin_…` keys any tenant's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenantSettings(self, request, context):
+        """Changes a tenant's settings for one environment, e.g. its minimum mode.
+        Who may: as for GetTenantSettings. Every change is recorded in that
+        environment's evidence ledger (event `settings.updated`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +146,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CreateTenant,
                     request_deserializer=gavel_dot_v1_dot_admin__pb2.CreateTenantRequest.FromString,
                     response_serializer=gavel_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+            ),
+            'GetTenantSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantSettings,
+                    request_deserializer=gavel_dot_v1_dot_admin__pb2.GetTenantSettingsRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_admin__pb2.TenantSettings.SerializeToString,
+            ),
+            'UpdateTenantSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenantSettings,
+                    request_deserializer=gavel_dot_v1_dot_admin__pb2.UpdateTenantSettingsRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_admin__pb2.TenantSettings.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +269,60 @@ class AdminService:
             '/gavel.v1.AdminService/CreateTenant',
             gavel_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
             gavel_dot_v1_dot_admin__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.AdminService/GetTenantSettings',
+            gavel_dot_v1_dot_admin__pb2.GetTenantSettingsRequest.SerializeToString,
+            gavel_dot_v1_dot_admin__pb2.TenantSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenantSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.AdminService/UpdateTenantSettings',
+            gavel_dot_v1_dot_admin__pb2.UpdateTenantSettingsRequest.SerializeToString,
+            gavel_dot_v1_dot_admin__pb2.TenantSettings.FromString,
             options,
             channel_credentials,
             insecure,

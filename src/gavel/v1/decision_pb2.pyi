@@ -312,17 +312,19 @@ class ExecutionReport(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., executed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., external_transaction_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., reconciliation: _Optional[_Union[Reconciliation, _Mapping]] = ...) -> None: ...
 
 class ConsumeTokenRequest(_message.Message):
-    __slots__ = ("token", "args_hash", "idempotency_key")
+    __slots__ = ("token", "args_hash", "idempotency_key", "accept_unenforced")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ARGS_HASH_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_UNENFORCED_FIELD_NUMBER: _ClassVar[int]
     token: str
     args_hash: str
     idempotency_key: str
-    def __init__(self, token: _Optional[str] = ..., args_hash: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    accept_unenforced: bool
+    def __init__(self, token: _Optional[str] = ..., args_hash: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., accept_unenforced: _Optional[bool] = ...) -> None: ...
 
 class ConsumeTokenResponse(_message.Message):
-    __slots__ = ("valid", "jti", "decision_id", "agent_id", "action_type", "amount", "currency")
+    __slots__ = ("valid", "jti", "decision_id", "agent_id", "action_type", "amount", "currency", "enforced", "outcome")
     VALID_FIELD_NUMBER: _ClassVar[int]
     JTI_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +332,8 @@ class ConsumeTokenResponse(_message.Message):
     ACTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     jti: str
     decision_id: str
@@ -337,7 +341,9 @@ class ConsumeTokenResponse(_message.Message):
     action_type: str
     amount: str
     currency: str
-    def __init__(self, valid: _Optional[bool] = ..., jti: _Optional[str] = ..., decision_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., action_type: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+    enforced: bool
+    outcome: _common_pb2.Outcome
+    def __init__(self, valid: _Optional[bool] = ..., jti: _Optional[str] = ..., decision_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., action_type: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., enforced: _Optional[bool] = ..., outcome: _Optional[_Union[_common_pb2.Outcome, str]] = ...) -> None: ...
 
 class RevokeTokenRequest(_message.Message):
     __slots__ = ("token", "jti", "idempotency_key")

@@ -32,6 +32,10 @@ class DecisionServiceStub:
     Errors carry a google.rpc.ErrorInfo (domain "gavel.dev") whose `reason` is
     one of the codes listed in docs/api.md; bad input also carries a
     google.rpc.BadRequest with field violations.
+
+    An API key bound to agents (ApiKey.agents) acts only for them: every method
+    here answers a request, decision or token of another agent with
+    PERMISSION_DENIED / AGENT_MISMATCH.
     """
 
     def __init__(self, channel):
@@ -84,6 +88,10 @@ class DecisionServiceServicer:
     Errors carry a google.rpc.ErrorInfo (domain "gavel.dev") whose `reason` is
     one of the codes listed in docs/api.md; bad input also carries a
     google.rpc.BadRequest with field violations.
+
+    An API key bound to agents (ApiKey.agents) acts only for them: every method
+    here answers a request, decision or token of another agent with
+    PERMISSION_DENIED / AGENT_MISMATCH.
     """
 
     def Decide(self, request, context):
@@ -137,9 +145,12 @@ class DecisionServiceServicer:
         """Verifies and spends ("burns") a decision token at the tool boundary.
         Checks run in this order, each refusing with its own reason:
         signature and key id (DECISION_TOKEN_INVALID) → expiry, audience, tenant,
-        environment (DECISION_TOKEN_INVALID) → revocation (TOKEN_REVOKED) →
-        bound args (DECISION_TOKEN_INVALID) → burn (DECISION_TOKEN_REUSED).
-        A refused token is always an error; on success `valid` is true.
+        environment (DECISION_TOKEN_INVALID) → the caller's key is bound to
+        another agent (AGENT_MISMATCH) → revocation (TOKEN_REVOKED) → bound args
+        (DECISION_TOKEN_INVALID) → an unenforced decision whose outcome is not
+        OUTCOME_ALLOW, unless accept_unenforced (DECISION_NOT_ENFORCED) → burn
+        (DECISION_TOKEN_REUSED). A refused token is always an error and is not
+        spent; on success `valid` is true.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +216,10 @@ class DecisionService:
     Errors carry a google.rpc.ErrorInfo (domain "gavel.dev") whose `reason` is
     one of the codes listed in docs/api.md; bad input also carries a
     google.rpc.BadRequest with field violations.
+
+    An API key bound to agents (ApiKey.agents) acts only for them: every method
+    here answers a request, decision or token of another agent with
+    PERMISSION_DENIED / AGENT_MISMATCH.
     """
 
     @staticmethod

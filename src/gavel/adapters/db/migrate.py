@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0005"  # the newest script in migrations/versions (a test checks that Alembic agrees)
+HEAD_REVISION = "0006"  # the newest script in migrations/versions (a test checks that Alembic agrees)
 MIGRATION_LOCK_KEY = 0x67_61_76_65_6C_64_62  # "gaveldb": the pg_advisory_xact_lock key
 _SQLITE_MIGRATION_BUSY_TIMEOUT_MS = 120_000  # another process may be migrating
 

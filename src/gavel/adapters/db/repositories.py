@@ -33,6 +33,7 @@ from gavel.app.model import (
     Reservation,
     StoredBundle,
     Tenant,
+    TenantSettings,
     TokenRecord,
     WebhookEndpoint,
 )
@@ -120,6 +121,24 @@ class SqlApiKeyRepo:
             .values(revoked_at=at)
         )
         return self._connection.execute(statement).rowcount
+
+
+class SqlTenantSettingsRepo:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get(self, tenant_id: str, environment: str) -> TenantSettings | None:
+        return _get(TenantSettings, self._connection, tables.tenant_settings, tenant_id=tenant_id,
+                    environment=environment)
+
+    def put(self, settings: TenantSettings) -> None:
+        if prepared.insert_unique(self._connection, tables.tenant_settings, _values(settings)):
+            return
+        c = tables.tenant_settings.c
+        self._connection.execute(update(tables.tenant_settings)
+                                 .where(c.tenant_id == settings.tenant_id, c.environment == settings.environment)
+                                 .values(minimum_mode=settings.minimum_mode, updated_at=settings.updated_at,
+                                         updated_by=settings.updated_by))
 
 
 class SqlAgentRepo:

@@ -43,7 +43,19 @@ api_keys = Table(
     Column("secret_hash", LargeBinary, nullable=False),
     Column("created_at", UtcMicroseconds, nullable=False),
     Column("revoked_at", UtcMicroseconds, nullable=True),
+    Column("agents", StringTuple, nullable=False),  # [] for a key that is not bound to agents
     Index(None, "tenant_id", "environment", "key_id"),
+)
+
+tenant_settings = Table(
+    "tenant_settings",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("minimum_mode", Text, nullable=False),
+    Column("updated_at", UtcMicroseconds, nullable=False),
+    Column("updated_by", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "environment"),
 )
 
 agents = Table(

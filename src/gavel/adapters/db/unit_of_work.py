@@ -21,6 +21,7 @@ from gavel.adapters.db.repositories import (
     SqlLedgerRepo,
     SqlSpendRepo,
     SqlTenantRepo,
+    SqlTenantSettingsRepo,
     SqlTokenRepo,
     SqlWebhookRepo,
 )
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     def __init__(self, connection: Connection) -> None:
         self.tenants = SqlTenantRepo(connection)
         self.keys = SqlApiKeyRepo(connection)
+        self.settings = SqlTenantSettingsRepo(connection)
         self.agents = SqlAgentRepo(connection)
         self.decisions = SqlDecisionRepo(connection)
         self.ledger = SqlLedgerRepo(connection)

@@ -151,6 +151,13 @@ def agent_fields(req: agent_pb2.RegisterAgentRequest | agent_pb2.UpdateAgentRequ
         status=status)
 
 
+def mode_name(value: int, field: str) -> str:
+    """A Mode as its name; "" for MODE_UNSPECIFIED."""
+    if value and value not in MODE_NAMES:
+        raise _bad(field, f"unknown enum value {value}")
+    return MODE_NAMES.get(value, "")
+
+
 def update_mask(req: agent_pb2.UpdateAgentRequest) -> tuple[str, ...]:
     return tuple(req.update_mask.paths)
 
@@ -205,6 +212,13 @@ def decision(result: dict[str, Any]) -> decision_pb2.Decision:
     return out
 
 
+def consumed(r: dict) -> decision_pb2.ConsumeTokenResponse:
+    return decision_pb2.ConsumeTokenResponse(
+        valid=r["valid"], jti=r["jti"], decision_id=r["decision_id"], agent_id=r["agent_id"],
+        action_type=r["action_type"], amount=r["amount"], currency=r["currency"], enforced=r["enforced"],
+        outcome=OUTCOMES[r["outcome"]])
+
+
 def execution_report(r: dict) -> decision_pb2.ExecutionReport:
     out = decision_pb2.ExecutionReport(
         decision_id=r["decision_id"], status={v: k for k, v in EXECUTION_STATUS.items()}[r["status"]],
@@ -240,9 +254,16 @@ def tenant(t: dict) -> admin_pb2.Tenant:
 def api_key(k: dict) -> admin_pb2.ApiKey:
     out = admin_pb2.ApiKey(key_id=k["key_id"], tenant=k["tenant"],
                            environment=ENVIRONMENTS.get(k["environment"], 0), roles=k["roles"],
-                           principal=k["principal"], description=k["description"])
+                           principal=k["principal"], description=k["description"], agents=k["agents"])
     _set_timestamp(out.created_at, k["created_at"])
     _set_timestamp(out.revoked_at, k["revoked_at"])
+    return out
+
+
+def tenant_settings(t: dict) -> admin_pb2.TenantSettings:
+    out = admin_pb2.TenantSettings(tenant=t["tenant"], environment=ENVIRONMENTS[t["environment"]],
+                                   minimum_mode=MODE_VALUES[t["minimum_mode"]], updated_by=t["updated_by"])
+    _set_timestamp(out.update_time, t["updated_at"])
     return out
 
 

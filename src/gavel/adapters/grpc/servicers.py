@@ -108,8 +108,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     async def ConsumeToken(self, request, context):
         _required("token", request.token)
-        r = await self.app.consume_token(current_principal.get(), request.token, request.args_hash)
-        return decision_pb2.ConsumeTokenResponse(**r)
+        r = await self.app.consume_token(current_principal.get(), request.token, request.args_hash,
+                                         request.accept_unenforced)
+        return convert.consumed(r)
 
     async def RevokeToken(self, request, context):
         target = request.WhichOneof("target")
@@ -283,7 +284,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         r = await self.app.create_api_key(
             current_principal.get(), tenant=request.tenant, environment=convert.environment_name(request.environment),
             roles=list(request.roles), principal=request.principal, description=request.description,
-            idempotency_key=request.idempotency_key)
+            idempotency_key=request.idempotency_key, agents=list(request.agents))
         return admin_pb2.CreateApiKeyResponse(api_key=convert.api_key(r["api_key"]), secret=r["secret"])
 
     async def ListApiKeys(self, request, context):
@@ -296,6 +297,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RevokeApiKey(self, request, context):
         _required("key_id", request.key_id)
         return convert.api_key(await self.app.revoke_api_key(current_principal.get(), request.key_id))
+
+    async def GetTenantSettings(self, request, context):
+        return convert.tenant_settings(await self.app.get_tenant_settings(
+            current_principal.get(), request.tenant, convert.environment_name(request.environment)))
+
+    async def UpdateTenantSettings(self, request, context):
+        return convert.tenant_settings(await self.app.update_tenant_settings(
+            current_principal.get(), tenant=request.tenant, environment=convert.environment_name(request.environment),
+            minimum_mode=convert.mode_name(request.minimum_mode, "minimum_mode"),
+            idempotency_key=request.idempotency_key))
 
 
 def _required(field: str, value: str) -> None:
