@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from gavel.adapters.compile_workers import CompileWorkers
 from gavel.adapters.db.migrate import migrate
 from gavel.adapters.db.store import SqlStore
 from gavel.adapters.keystore import FileSigningKeys
@@ -39,6 +40,7 @@ class Runtime:
     app: Application
     limiter: FixedWindowLimiter
     egress: Egress
+    compiler: CompileWorkers
 
     _background: list = field(default_factory=list)
 
@@ -50,6 +52,7 @@ class Runtime:
         from gavel.adapters.rest.delivery import DeliveryWorker, RetryPolicy
         from gavel.app.maintenance import approvals_forever, checkpoint_forever, sweep_forever
 
+        self._warming = asyncio.create_task(asyncio.to_thread(self.compiler.warm))  # done once: not a background task
         self._background.append(asyncio.create_task(sweep_forever(self.store, self.app.deps.clock)))
         self._background.append(asyncio.create_task(approvals_forever(self.app)))
         s = self.settings
@@ -75,6 +78,7 @@ class Runtime:
         worker = getattr(self, "_worker", None)
         if worker is not None:
             await worker.close()
+        await self.compiler.close()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -116,9 +120,11 @@ def _activate_stored(runtime: Runtime, activation) -> None:
 
 
 async def watch_rules(runtime: Runtime, tick: float = 0.5) -> None:
-    """`--watch`: recompile the rules directory when it changes; swap it in whole, or keep the
-    running bundle and log the diagnostics when the edit does not compile."""
+    """`--watch`: recompile the rules directory when it changes (off the event loop, within the
+    compile time limit); swap it in whole, or keep the running bundle and log the diagnostics
+    when the edit does not compile."""
     from gavel.api import PolicyError
+    from gavel.app.errors import CompileTimeExceeded
     from gavel.bundles import bundle_from_directory
     from gavel.sources import SourceError
 
@@ -127,15 +133,16 @@ async def watch_rules(runtime: Runtime, tick: float = 0.5) -> None:
     while True:
         await asyncio.sleep(tick)
         try:
-            bundle = await asyncio.to_thread(bundle_from_directory, runtime.settings.rules)
+            bundle = await asyncio.to_thread(bundle_from_directory, runtime.settings.rules, "rules-dir",
+                                             runtime.settings.max_rules_file_bytes)
         except (SourceError, OSError) as exc:
             log.warning("--watch: cannot read %s: %s", runtime.settings.rules, exc)
             continue
         if bundle.bundle_hash in (current, refused):
             continue
         try:
-            engine = await asyncio.to_thread(Engine.from_bundle, bundle)
-        except PolicyError as exc:
+            engine = await runtime.compiler.compile(None, bundle.files)
+        except (PolicyError, CompileTimeExceeded) as exc:
             refused = bundle.bundle_hash
             log.error("--watch: %s does not compile; still serving %s\n%s", runtime.settings.rules, current, exc)
             continue
@@ -187,7 +194,7 @@ def build(settings: Settings) -> Runtime:
     """Wire everything. Raises PolicyError for broken rules, before anything listens."""
     from gavel.bundles import bundle_from_directory
 
-    engine = Engine.from_bundle(bundle_from_directory(settings.rules))
+    engine = Engine.from_bundle(bundle_from_directory(settings.rules, max_file_bytes=settings.max_rules_file_bytes))
     for w in engine.compilation.warnings:  # checker warnings; `gavel check` also runs the analysis
         log.warning("%s", w.headline())
     signing = FileSigningKeys(settings.data_dir, path=settings.signing_keys_file)
@@ -195,8 +202,10 @@ def build(settings: Settings) -> Runtime:
     store = open_store(settings)
     policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}", activated_at=utc_now())
     load_published(store, policies)
+    compiler = CompileWorkers(settings.compile_timeout_seconds, settings.max_compiles_per_tenant,
+                              settings.compile_workers, settings.max_rules_file_bytes)
     deps = Deps(
-        store=store, policies=policies, signing=signing,
+        store=store, policies=policies, signing=signing, compiler=compiler,
         token_settings=TokenSettings(settings.token_issuer, settings.token_audience,
                                      timedelta(seconds=settings.token_ttl_seconds)),
         clock=utc_now, random_bytes=os.urandom, sod_conflicts=settings.sod_conflicts,
@@ -204,4 +213,4 @@ def build(settings: Settings) -> Runtime:
     )
     limiter = FixedWindowLimiter(settings.rate_limit_per_minute, time.monotonic)  # shared by gRPC and REST
     egress = Egress(allow_private=settings.webhook_allow_private)  # the SSRF guard for webhook targets
-    return Runtime(settings, store, signing, policies, Application(deps), limiter, egress)
+    return Runtime(settings, store, signing, policies, Application(deps), limiter, egress, compiler)

@@ -3,7 +3,9 @@ history, explain (a dry run) and replay (a candidate against recorded decisions)
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -17,6 +19,7 @@ from gavel.app.requests import DecideInput, engine_request, validate
 
 log = logging.getLogger("gavel.policies")
 MAX_REPLAY_PAGE = 1000
+YIELD_EVERY_SECONDS = 0.005  # a replay hands the event loop back this often while it evaluates
 MAX_REPLAY_SINCE = timedelta(days=3653)  # 10 years; further back overflows datetime
 
 
@@ -33,13 +36,14 @@ def _bundle_error(message: str, diags=()) -> InvalidRequest:
 class PolicyMixin:
     # ---- compiling bundles (the edge between bytes and engines)
 
-    def _engine_of(self, archive: bytes):
-        """(bundle, engine) for an archive, or a typed refusal."""
-        from gavel.api import Engine, PolicyError
+    async def _engine_of(self, p: Principal, archive: bytes):
+        """(bundle, engine) for an archive, or a typed refusal. Unpacking and compiling run off
+        the event loop (`deps.compiler`), within the compile time limit and the tenant's share."""
+        from gavel.api import PolicyError
         from gavel.bundles import BundleError, read_archive, signature_status
 
         try:
-            bundle = read_archive(archive)
+            bundle = await asyncio.to_thread(read_archive, archive)
         except BundleError as exc:
             raise InvalidRequest(f"not a valid bundle: {exc}", (FieldViolation("bundle", str(exc)),)) from None
         status = signature_status(bundle, self._publisher_key)
@@ -47,7 +51,7 @@ class PolicyMixin:
             raise InvalidRequest(f"bundle signature refused: {status}",
                                  (FieldViolation("bundle", f"signature {status}"),))
         try:
-            engine = Engine.from_bundle(bundle)
+            engine = await self.deps.compiler.compile(p.tenant_id, bundle.files)
         except PolicyError as exc:
             raise _bundle_error(f"the bundle does not compile:\n{exc}", exc.diagnostics) from None
         return bundle, engine
@@ -81,21 +85,16 @@ class PolicyMixin:
 
     # ---- the RPCs
 
-    def validate_rules(self, files: dict[str, str]) -> dict:
-        from gavel.api import Engine, PolicyError
-
+    async def validate_rules(self, p: Principal, files: dict[str, str]) -> dict:
         if not files:
             raise InvalidRequest("files: give at least one .rules file", (FieldViolation("files", "empty"),))
         if sum(len(t) for t in files.values()) > 16 * 1024 * 1024:
             raise InvalidRequest("files: more than 16 MiB of text", (FieldViolation("files", "too large"),))
-        try:
-            engine = Engine.from_sources(files)
-        except PolicyError as exc:
-            return {"ok": False, "diagnostics": diagnostic_dicts(exc.diagnostics)}
-        return {"ok": True, "diagnostics": diagnostic_dicts(engine.warnings)}
+        report = await self.deps.compiler.check(p.tenant_id, files, analysis=True)
+        return {"ok": report.ok, "diagnostics": diagnostic_dicts(report.diagnostics)}
 
     async def publish_bundle(self, p: Principal, archive: bytes, key: str) -> dict:
-        bundle, engine = self._engine_of(archive)
+        bundle, engine = await self._engine_of(p, archive)
         now = self.deps.clock()
         result = await self._write(p, self._activate(p, p.environment, bundle, engine, "publish", archive, now, key))
         self.deps.policies.publish(p.tenant_id, p.environment, engine, result["version"], now)
@@ -107,8 +106,6 @@ class PolicyMixin:
                 "activated_at": info.activated_at.isoformat() if info.activated_at else ""}
 
     async def _stored(self, p: Principal, bundle_hash: str, environment: str):
-        from gavel.bundles import read_archive
-
         def unit(uow):
             stored = uow.bundles.get(p.tenant_id, bundle_hash)
             ran = any(a.bundle_hash == bundle_hash for a in uow.bundles.history(p.tenant_id, environment, 100_000,
@@ -118,8 +115,7 @@ class PolicyMixin:
         stored, ran = await self.deps.store.read(unit)
         if stored is None:
             raise NotFound(f"no bundle `{bundle_hash}`")
-        bundle = read_archive(stored.archive)
-        _, engine = self._engine_of(stored.archive)
+        bundle, engine = await self._engine_of(p, stored.archive)
         return bundle, engine, ran
 
     async def promote_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
@@ -163,7 +159,7 @@ class PolicyMixin:
         """A dry run: no record, no token, no reservation."""
         validate(inp)
         if archive:
-            _, engine = self._engine_of(archive)
+            _, engine = await self._engine_of(p, archive)
             version = "candidate"
         else:
             engine, version = self.deps.policies.active(p.tenant_id, p.environment)
@@ -190,18 +186,22 @@ class PolicyMixin:
             raise InvalidRequest("since must be a positive duration", (FieldViolation("since", "≤ 0"),))
         if since > MAX_REPLAY_SINCE:
             raise InvalidRequest("since must be at most 10 years", (FieldViolation("since", "> 10 years"),))
-        _, engine = self._engine_of(archive)
+        _, engine = await self._engine_of(p, archive)
         now = self.deps.clock()
         start = now - since
         evaluated = changed = 0
         transitions: dict[str, int] = {}
         after = None
+        yield_at = time.monotonic() + YIELD_EVERY_SECONDS
         while True:
             page = await self.deps.store.read(lambda uow, after=after: uow.decisions.between(
                 p.tenant_id, p.environment, start, now, after, MAX_REPLAY_PAGE))
             if not page:
                 break
             for record in page:
+                if time.monotonic() > yield_at:  # a large candidate decides slowly: let other calls run
+                    await asyncio.sleep(0)
+                    yield_at = time.monotonic() + YIELD_EVERY_SECONDS
                 if record.reason_code.startswith("strict."):
                     continue  # a STRICT-mode denial is not the rules' verdict
                 evaluated += 1

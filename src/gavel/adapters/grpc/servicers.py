@@ -149,7 +149,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self.app = app
 
     async def ValidateRules(self, request, context):
-        r = self.app.validate_rules(dict(request.files))
+        r = await self.app.validate_rules(current_principal.get(), dict(request.files))
         return policy_pb2.ValidateRulesResponse(ok=r["ok"],
                                                 diagnostics=[convert.diagnostic(d) for d in r["diagnostics"]])
 
