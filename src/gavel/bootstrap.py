@@ -17,6 +17,7 @@ from gavel.adapters.db.store import SqlStore
 from gavel.adapters.keystore import FileSigningKeys
 from gavel.adapters.rest.egress import Egress
 from gavel.api import Engine
+from gavel.app import rules_dir
 from gavel.app.decide import Deps
 from gavel.app.policies import PolicyRegistry
 from gavel.app.ratelimit import FixedWindowLimiter
@@ -99,6 +100,8 @@ async def follow_activations(runtime: Runtime, tick: float = 0.5) -> None:
         except StoreUnavailable:
             continue
         for activation in latest:
+            if rules_dir.follows_directory(activation):
+                continue  # decided by this replica's own --rules directory
             info = runtime.policies.info(activation.tenant_id, activation.environment)
             if info.published and info.bundle_hash == activation.bundle_hash and info.activated_at is not None \
                     and info.activated_at >= activation.activated_at:
@@ -125,7 +128,8 @@ async def watch_rules(runtime: Runtime, tick: float = 0.5) -> None:
     when the edit does not compile."""
     from gavel.api import PolicyError
     from gavel.app.errors import CompileTimeExceeded
-    from gavel.bundles import bundle_from_directory
+    from gavel.app.ports import StoreUnavailable
+    from gavel.bundles import bundle_from_directory, write_archive
     from gavel.sources import SourceError
 
     current = runtime.policies.initial.bundle_hash
@@ -147,8 +151,15 @@ async def watch_rules(runtime: Runtime, tick: float = 0.5) -> None:
             log.error("--watch: %s does not compile; still serving %s\n%s", runtime.settings.rules, current, exc)
             continue
         current, refused = engine.bundle_hash, None
-        runtime.policies.replace_initial(engine, f"rules-dir:{engine.bundle_hash[7:19]}", utc_now())
+        archive = await asyncio.to_thread(write_archive, bundle)
+        runtime.policies.replace_initial(engine, f"rules-dir:{engine.bundle_hash[7:19]}", utc_now(), archive,
+                                         bundle.manifest)
         log.info("--watch: now serving %s", engine.bundle_hash)
+        try:
+            await runtime.store.write(lambda uow: rules_dir.record_everywhere(
+                uow, runtime.policies.initial, utc_now(), os.urandom))
+        except StoreUnavailable:  # recorded for each environment before its next activation anyway
+            log.warning("--watch: could not record the new rules directory in the bundle history")
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -177,7 +188,8 @@ def load_published(store: SqlStore, policies: PolicyRegistry) -> None:
     from gavel.bundles import BundleError, read_archive
 
     def unit(uow):
-        return [(a, uow.bundles.get(a.tenant_id, a.bundle_hash)) for a in uow.bundles.latest_everywhere()]
+        return [(a, uow.bundles.get(a.tenant_id, a.bundle_hash)) for a in uow.bundles.latest_everywhere()
+                if not rules_dir.follows_directory(a)]  # the others are decided by the --rules directory
 
     for activation, stored in store.run_sync(unit):
         try:
@@ -192,16 +204,20 @@ def load_published(store: SqlStore, policies: PolicyRegistry) -> None:
 
 def build(settings: Settings) -> Runtime:
     """Wire everything. Raises PolicyError for broken rules, before anything listens."""
-    from gavel.bundles import bundle_from_directory
+    from gavel.bundles import bundle_from_directory, write_archive
 
-    engine = Engine.from_bundle(bundle_from_directory(settings.rules, max_file_bytes=settings.max_rules_file_bytes))
+    directory = bundle_from_directory(settings.rules, max_file_bytes=settings.max_rules_file_bytes)
+    engine = Engine.from_bundle(directory)
     for w in engine.compilation.warnings:  # checker warnings; `gavel check` also runs the analysis
         log.warning("%s", w.headline())
     signing = FileSigningKeys(settings.data_dir, path=settings.signing_keys_file)
     signing.ensure()
     store = open_store(settings)
-    policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}", activated_at=utc_now())
+    started = utc_now()
+    policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}", activated_at=started,
+                              archive=write_archive(directory), manifest=directory.manifest)
     load_published(store, policies)
+    store.run_sync(lambda uow: rules_dir.record_everywhere(uow, policies.initial, started, os.urandom))
     compiler = CompileWorkers(settings.compile_timeout_seconds, settings.max_compiles_per_tenant,
                               settings.compile_workers, settings.max_rules_file_bytes)
     deps = Deps(

@@ -9,13 +9,14 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from gavel.app import budgets, ledger
+from gavel.app import budgets, ledger, rules_dir
 from gavel.app.decide import _result
 from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from gavel.app.idempotency import once
 from gavel.app.model import StoredBundle
 from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput, engine_request, validate
+from gavel.ledger.canonical import canonical_json
 
 log = logging.getLogger("gavel.policies")
 MAX_REPLAY_PAGE = 1000
@@ -65,6 +66,9 @@ class PolicyMixin:
 
         def unit(uow):
             def run() -> dict:
+                # an environment that followed the --rules directory until now: record that first
+                rules_dir.record(uow, p.tenant_id, environment, self.deps.policies.initial, now,
+                                 self.deps.random_bytes)
                 if archive is not None:
                     uow.bundles.put(StoredBundle(p.tenant_id, engine.bundle_hash, archive, bundle.manifest, now))
                 act = uow.bundles.activate(p.tenant_id, environment, engine.bundle_hash, version, now, action,
@@ -106,36 +110,37 @@ class PolicyMixin:
                 "activated_at": info.activated_at.isoformat() if info.activated_at else ""}
 
     async def _stored(self, p: Principal, bundle_hash: str, environment: str):
+        """(bundle, engine, archive to store under the tenant or None, whether `environment` ran it)."""
         def unit(uow):
-            stored = uow.bundles.get(p.tenant_id, bundle_hash)
-            ran = any(a.bundle_hash == bundle_hash for a in uow.bundles.history(p.tenant_id, environment, 100_000,
-                                                                                   None))
-            return stored, ran
+            ran = rules_dir.stored_if_ran(uow, p.tenant_id, environment, bundle_hash)
+            return ran or uow.bundles.get(p.tenant_id, bundle_hash), ran is not None
 
         stored, ran = await self.deps.store.read(unit)
         if stored is None:
             raise NotFound(f"no bundle `{bundle_hash}`")
         bundle, engine = await self._engine_of(p, stored.archive)
-        return bundle, engine, ran
+        # a --rules directory bundle becomes the tenant's own once it is pinned by a rollback or promote
+        return bundle, engine, stored.archive if stored.tenant_id == rules_dir.SHARED_TENANT else None, ran
 
     async def promote_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
         if p.environment != "live" or not p.is_admin:
             raise Forbidden("promotion needs an admin key of the live environment")
-        bundle, engine, ran_in_test = await self._stored(p, bundle_hash, "test")
+        bundle, engine, archive, ran_in_test = await self._stored(p, bundle_hash, "test")
         if not ran_in_test:
             raise InvalidTransition(f"bundle `{bundle_hash}` was never published to TEST")
         now = self.deps.clock()
-        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", None, now, key),
+        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", archive, now, key),
                                    own_chain=False)
         self.deps.policies.publish(p.tenant_id, "live", engine, result["version"], now)
         return result
 
     async def rollback_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
-        bundle, engine, ran = await self._stored(p, bundle_hash, p.environment)
+        bundle, engine, archive, ran = await self._stored(p, bundle_hash, p.environment)
         if not ran:
             raise InvalidTransition(f"bundle `{bundle_hash}` never ran in {p.environment}; publish or promote it")
         now = self.deps.clock()
-        result = await self._write(p, self._activate(p, p.environment, bundle, engine, "rollback", None, now, key))
+        result = await self._write(p, self._activate(p, p.environment, bundle, engine, "rollback", archive, now,
+                                                     key))
         self.deps.policies.publish(p.tenant_id, p.environment, engine, result["version"], now)
         return result
 
@@ -154,6 +159,20 @@ class PolicyMixin:
                                  "activated_at": a.activated_at.isoformat(), "action": a.action, "by": a.by}
                                 for a in rows],
                 "next_page_token": str(rows[-1].sequence) if more and rows else ""}
+
+    async def get_bundle(self, p: Principal, bundle_hash: str) -> dict:
+        """The stored archive of a bundle this environment ran (or runs now), with its manifest."""
+        stored = await self.deps.store.read(
+            lambda uow: rules_dir.stored_if_ran(uow, p.tenant_id, p.environment, bundle_hash))
+        if stored is not None:
+            archive, manifest = stored.archive, stored.manifest
+        else:
+            current = self.deps.policies.info(p.tenant_id, p.environment)
+            if current.published or current.bundle_hash != bundle_hash or current.archive is None:
+                raise NotFound(f"no bundle `{bundle_hash}`")
+            archive, manifest = current.archive, current.manifest or {}  # followed, not recorded yet
+        return {"bundle_hash": bundle_hash, "version": manifest.get("version") or "", "archive": archive,
+                "manifest_json": canonical_json(manifest)}
 
     async def explain(self, p: Principal, inp: DecideInput, archive: bytes) -> dict:
         """A dry run: no record, no token, no reservation."""

@@ -54,6 +54,7 @@ class TenantRepo(Protocol):
     def add(self, tenant: Tenant) -> None: ...  # raises Conflict on a duplicate id or name
     def get(self, tenant_id: str) -> Tenant | None: ...
     def get_by_name(self, name: str) -> Tenant | None: ...
+    def ids(self) -> list[str]: ...  # every tenant's id
 
 
 class ApiKeyRepo(Protocol):
