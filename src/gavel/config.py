@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gavel.sources import DEFAULT_MAX_RULES_FILE_BYTES, MAX_RULES_FILE_BYTES_CEILING
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GAVEL_", extra="ignore")
@@ -47,6 +49,14 @@ class Settings(BaseSettings):
     sod_role_conflicts: str = ""  # "ap_clerk:vendor_admin,…": a key with the first role may not approve for the second
     checkpoint_every_seconds: float = Field(10.0, gt=0)
     checkpoint_every_events: int = Field(1000, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        name = v.strip().upper()
+        if name not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not `{v}`")
+        return name
 
     @field_validator("grpc_addr", "http_addr")
     @classmethod
