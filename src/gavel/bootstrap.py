@@ -80,6 +80,9 @@ class Runtime:
         if worker is not None:
             await worker.close()
         await self.compiler.close()
+        warming = getattr(self, "_warming", None)
+        if warming is not None:
+            warming.cancel()  # the forkserver it starts outlives it; the task must not outlive the loop
         for task in self._background:
             task.cancel()
         for task in self._background:

@@ -13,11 +13,13 @@ import json
 from pathlib import Path
 
 import grpc
+import pytest
 
 from gavel.adapters.grpc.server import GrpcServer
 from gavel.bootstrap import build
 from gavel.bundles import make_bundle, read_archive, write_archive
 from gavel.config import Settings
+from gavel.crypto.keys import Ed25519KeyPair
 from gavel.ledger.canonical import canonical_json
 from gavel.v1 import evidence_pb2, policy_pb2, policy_pb2_grpc
 from tests.e2e.conftest import RULES, seed_keys
@@ -25,6 +27,7 @@ from tests.e2e.helpers import expect_error, request
 
 OK = grpc.StatusCode
 STRICTER = RULES.replace("action.amount <= 500", "action.amount <= 50")
+PUBLISHER = Ed25519KeyPair.from_seed(bytes(range(32)))
 
 
 def stub(h) -> policy_pb2_grpc.PolicyServiceStub:
@@ -131,3 +134,24 @@ async def test_a_rollback_to_the_directory_pins_it_across_a_restart_with_new_rul
         assert (await runtime.app.get_bundle(test_admin, old))["archive"]  # still readable after the change
     finally:
         await server.stop(0)
+
+
+@pytest.fixture
+def settings_overrides(tmp_path, request):
+    if request.node.get_closest_marker("signed") is None:
+        return {}
+    (tmp_path / "publishers.json").write_text(json.dumps({"keys": [PUBLISHER.public_jwk()]}))
+    return {"require_signed_bundles": True, "bundle_keys": tmp_path / "publishers.json"}
+
+
+@pytest.mark.signed
+async def test_a_server_requiring_signatures_still_rolls_back_to_its_own_directory(harness) -> None:
+    directory = await stub(harness).GetActiveBundle(policy_pb2.GetActiveBundleRequest(), metadata=harness.md())
+    signed = write_archive(make_bundle({"payments.rules": STRICTER}, version="signed", sign_with=PUBLISHER))
+    await stub(harness).PublishBundle(policy_pb2.PublishBundleRequest(bundle=signed), metadata=harness.md())
+    back = await stub(harness).RollbackBundle(policy_pb2.RollbackBundleRequest(bundle_hash=directory.bundle_hash),
+                                              metadata=harness.md())
+    assert back.bundle_hash == directory.bundle_hash  # the operator's directory is trusted unsigned
+    unsigned = bundle(STRICTER.replace("payment.small", "payment.unsigned"), "unsigned")
+    await expect_error(stub(harness).PublishBundle(policy_pb2.PublishBundleRequest(bundle=unsigned),
+                                                   metadata=harness.md()), OK.INVALID_ARGUMENT, "INVALID_REQUEST")

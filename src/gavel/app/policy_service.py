@@ -37,9 +37,10 @@ def _bundle_error(message: str, diags=()) -> InvalidRequest:
 class PolicyMixin:
     # ---- compiling bundles (the edge between bytes and engines)
 
-    async def _engine_of(self, p: Principal, archive: bytes):
+    async def _engine_of(self, p: Principal, archive: bytes, server_rules: bool = False):
         """(bundle, engine) for an archive, or a typed refusal. Unpacking and compiling run off
-        the event loop (`deps.compiler`), within the compile time limit and the tenant's share."""
+        the event loop (`deps.compiler`), within the compile time limit and the tenant's share.
+        `server_rules`: the server's own --rules directory, which no publisher signs."""
         from gavel.api import PolicyError
         from gavel.bundles import BundleError, read_archive, signature_status
 
@@ -48,7 +49,8 @@ class PolicyMixin:
         except BundleError as exc:
             raise InvalidRequest(f"not a valid bundle: {exc}", (FieldViolation("bundle", str(exc)),)) from None
         status = signature_status(bundle, self._publisher_key)
-        if status in ("invalid", "unknown_key") or (self.deps.require_signed_bundles and status != "valid"):
+        if status in ("invalid", "unknown_key") or (self.deps.require_signed_bundles and status != "valid"
+                                                    and not server_rules):
             raise InvalidRequest(f"bundle signature refused: {status}",
                                  (FieldViolation("bundle", f"signature {status}"),))
         try:
@@ -118,9 +120,10 @@ class PolicyMixin:
         stored, ran = await self.deps.store.read(unit)
         if stored is None:
             raise NotFound(f"no bundle `{bundle_hash}`")
-        bundle, engine = await self._engine_of(p, stored.archive)
+        directory = stored.tenant_id == rules_dir.SHARED_TENANT
+        bundle, engine = await self._engine_of(p, stored.archive, server_rules=directory)
         # a --rules directory bundle becomes the tenant's own once it is pinned by a rollback or promote
-        return bundle, engine, stored.archive if stored.tenant_id == rules_dir.SHARED_TENANT else None, ran
+        return bundle, engine, stored.archive if directory else None, ran
 
     async def promote_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
         if p.environment != "live" or not p.is_admin:
