@@ -205,6 +205,24 @@ def load_published(store: SqlStore, policies: PolicyRegistry) -> None:
                          activation.activated_at)
 
 
+def record_rules_dir(store: SqlStore, policies: PolicyRegistry, at: datetime, attempts: int = 5) -> None:
+    """Record the --rules directory as active for every tenant + environment that follows it.
+
+    Replicas starting together race for the same history rows: the loser runs again and sees
+    the winner's. Should it keep losing, the server starts anyway; each environment records the
+    directory before its next activation."""
+    from gavel.app.ports import RetryUnit
+
+    for _ in range(attempts):
+        try:
+            store.run_sync(lambda uow: rules_dir.record_everywhere(uow, policies.initial, at, os.urandom))
+            return
+        except RetryUnit:
+            continue
+    log.error("could not record the rules directory %s in the bundle history (other replicas kept writing)",
+              policies.initial.bundle_hash)
+
+
 def build(settings: Settings) -> Runtime:
     """Wire everything. Raises PolicyError for broken rules, before anything listens."""
     from gavel.bundles import bundle_from_directory, write_archive
@@ -220,7 +238,7 @@ def build(settings: Settings) -> Runtime:
     policies = PolicyRegistry(engine, version=f"rules-dir:{engine.bundle_hash[7:19]}", activated_at=started,
                               archive=write_archive(directory), manifest=directory.manifest)
     load_published(store, policies)
-    store.run_sync(lambda uow: rules_dir.record_everywhere(uow, policies.initial, started, os.urandom))
+    record_rules_dir(store, policies, started)
     compiler = CompileWorkers(settings.compile_timeout_seconds, settings.max_compiles_per_tenant,
                               settings.compile_workers, settings.max_rules_file_bytes)
     deps = Deps(
