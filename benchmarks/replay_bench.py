@@ -72,7 +72,7 @@ async def main() -> None:
         text = (candidate_dir / "refunds.rules").read_text()
         (candidate_dir / "refunds.rules").write_text(text.replace("let small = 500", "let small = 800"))
         archive = build_archive(candidate_dir, version="candidate", author="bench", now=datetime.now(UTC))
-        _, engine = runtime.app._engine_of(archive)
+        _, engine = await runtime.app._engine_of(principal, archive)
         rows = await runtime.store.read(lambda uow: uow.decisions.between(
             "acme", "test", None, None, None, args.decisions + 10))
         triples = [(r.request, r.facts, r.created_at) for r in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -45,23 +46,41 @@ def gc_paused():
 
 class Engine(CompiledEngine):
     _cache: OrderedDict[tuple, Engine] = OrderedDict()
+    _cache_lock = threading.Lock()  # the server compiles in threads (gavel.adapters.compile_workers)
     CACHE_SIZE = 8
 
     @classmethod
     def _compiled(cls, texts: dict[str, str], names: dict[str, str]) -> Engine:
         """Compile, or reuse the engine compiled from exactly these files (keyed by content
         hash and display paths): reloading an unchanged directory costs nothing."""
-        key = (bundle_hash({names[p]: t for p, t in texts.items()}), tuple(sorted(names.items())))
-        hit = cls._cache.get(key)
+        key = cls._key(texts, names)
+        hit = cls._cached(key)
         if hit is not None:
-            cls._cache.move_to_end(key)
             return hit
         with gc_paused():
             engine = cls.from_texts(texts, names)
-        cls._cache[key] = engine
-        while len(cls._cache) > cls.CACHE_SIZE:
-            cls._cache.popitem(last=False)
+        with cls._cache_lock:
+            cls._cache[key] = engine
+            while len(cls._cache) > cls.CACHE_SIZE:
+                cls._cache.popitem(last=False)
         return engine
+
+    @staticmethod
+    def _key(texts: Mapping[str, str], names: Mapping[str, str]) -> tuple:
+        return bundle_hash({names[p]: t for p, t in texts.items()}), tuple(sorted(names.items()))
+
+    @classmethod
+    def _cached(cls, key: tuple) -> Engine | None:
+        with cls._cache_lock:
+            hit = cls._cache.get(key)
+            if hit is not None:
+                cls._cache.move_to_end(key)
+            return hit
+
+    @classmethod
+    def cached(cls, sources: Mapping[str, str]) -> Engine | None:
+        """The engine `from_sources(sources)` would return without compiling, if there is one."""
+        return cls._cached(cls._key(sources, {p: p for p in sources}))
 
     @classmethod
     def load(cls, *paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Engine:

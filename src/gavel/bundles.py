@@ -132,11 +132,13 @@ def sign_manifest(manifest: Mapping[str, Any], key: Ed25519KeyPair) -> dict:
     return {"alg": SIGNATURE_ALG, "kid": key.kid, "sig": b64url_encode(key.sign(canonical_bytes(manifest)))}
 
 
-def bundle_from_directory(path: str | os.PathLike, version: str = "rules-dir") -> Bundle:
+def bundle_from_directory(path: str | os.PathLike, version: str = "rules-dir",
+                          max_file_bytes: int | None = None) -> Bundle:
     """The bundle of a rules directory as it is now (no archive, no signature, no git, no clock).
 
-    Raises SourceError for unreadable files; compiling is `Engine.from_bundle`'s job."""
-    files = read_bundle_files([path])
+    Raises SourceError for unreadable files (or one past `max_file_bytes`, by default
+    `sources.rules_file_limit()`); compiling is `Engine.from_bundle`'s job."""
+    files = read_bundle_files([path], max_file_bytes)
     for f in files:
         problem = name_problem(f.name)
         if problem is not None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 DEV_KEY_DESCRIPTION = "gavel serve --dev"
+EXIT_USAGE = 2
 
 
 def _settings(args: argparse.Namespace):
@@ -31,9 +33,33 @@ def _settings(args: argparse.Namespace):
                  if (v := getattr(args, k, None)) is not None}
     try:
         return Settings(**overrides)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise SystemExit("gavel: invalid settings:\n" + "\n".join(lines)) from None
+    except ValidationError as exc:  # a usage error: one line, exit 2
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        print(f"gavel: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def cannot_listen(addr: str) -> str | None:
+    """Why `host:port` cannot be listened on (in use, not an address of this machine), or None.
+
+    Binds and closes a socket as the servers will (SO_REUSEADDR); port 0 always works."""
+    host, _, port = addr.rpartition(":")
+    if int(port) == 0:
+        return None
+    host = host.strip("[]")
+    try:
+        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot resolve `{host}`: {getattr(exc, 'strerror', None) or exc}"
+    for family, kind, proto, _, where in found:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(where)
+            except OSError as exc:
+                return exc.strerror or str(exc)
+    return None
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -47,7 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gavel.bootstrap import build
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    for flag, addr in (("--grpc-addr", settings.grpc_addr), ("--http-addr", settings.http_addr)):
+        problem = cannot_listen(addr)
+        if problem is not None:  # before gRPC's C core tries and logs its own line
+            print(f"gavel serve: cannot listen on {addr} ({flag}): {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
         runtime = build(settings)
@@ -72,19 +103,19 @@ async def _serve(runtime, dev: bool) -> int:
     server = GrpcServer(runtime)
     try:
         port = await server.start(settings.grpc_addr)
-    except OSError as exc:
-        print(f"gavel serve: {exc}", file=sys.stderr)
+    except (OSError, RuntimeError) as exc:  # taken since `cannot_listen` looked: grpc raises RuntimeError
+        print(f"gavel serve: cannot listen on {settings.grpc_addr} (--grpc-addr): {exc}", file=sys.stderr)
         await runtime.close()
-        return 1
+        return EXIT_USAGE
     from gavel.adapters.rest.server import RestServer
 
     rest = RestServer(runtime, runtime.egress, server)
     try:
         http_port = await rest.start(settings.http_addr)
     except OSError as exc:
-        print(f"gavel serve: cannot listen on {settings.http_addr}: {exc.strerror}", file=sys.stderr)
+        print(f"gavel serve: cannot listen on {settings.http_addr} (--http-addr): {exc.strerror}", file=sys.stderr)
         await server.stop(0)
-        return 1
+        return EXIT_USAGE
     host = settings.grpc_addr.rpartition(":")[0]
     print(f"gavel: serving gRPC on {host}:{port} and HTTP on {settings.http_addr.rpartition(':')[0]}:{http_port} "
           f"(rules: {settings.rules}, store: "

@@ -8,6 +8,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gavel.sources import DEFAULT_MAX_RULES_FILE_BYTES, MAX_RULES_FILE_BYTES_CEILING
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GAVEL_", extra="ignore")
@@ -24,8 +28,12 @@ class Settings(BaseSettings):
     retired_key_retention_days: int = Field(90, ge=1)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    max_rules_file_bytes: int = Field(DEFAULT_MAX_RULES_FILE_BYTES, ge=1, le=MAX_RULES_FILE_BYTES_CEILING)
     max_streams_per_tenant: int = Field(10_000, ge=0)  # open server streams per tenant + environment; 0: no limit
     max_decisions_per_stream: int = Field(1_000_000, ge=0)  # requests one DecideStream accepts; 0: no limit
+    compile_timeout_seconds: float = Field(60.0, gt=0)  # one policy compile (validate, publish, explain, replay)
+    compile_workers: int = Field(2, ge=1)  # policy compiles running at once, all tenants together
+    max_compiles_per_tenant: int = Field(1, ge=0)  # policy compiles one tenant may run at once; 0: no limit
     drain_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
     watch: bool = False  # reload --rules on change
@@ -41,6 +49,14 @@ class Settings(BaseSettings):
     sod_role_conflicts: str = ""  # "ap_clerk:vendor_admin,…": a key with the first role may not approve for the second
     checkpoint_every_seconds: float = Field(10.0, gt=0)
     checkpoint_every_events: int = Field(1000, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        name = v.strip().upper()
+        if name not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not `{v}`")
+        return name
 
     @field_validator("grpc_addr", "http_addr")
     @classmethod

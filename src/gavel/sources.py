@@ -4,14 +4,23 @@ front of the pure compiler."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from gavel.lang.data import is_data_name
+from gavel.lang.diagnostics import Diagnostic, error
+from gavel.lang.source import Span
 
 RULE_SUFFIX = ".rules"
 DATA_DIR = "data"
 DATA_SUFFIX = ".json"
-MAX_FILE_BYTES = 1_000_000
+# One limit for a `.rules` file wherever it comes from — `gavel check`/`test`/`fmt`/`eval`,
+# `gavel bundle build`, `gavel serve --rules`, ValidateRules and every bundle the server
+# compiles: platform teams generate per-agent rules (10,000 of them are ~1.3 MB in one file).
+DEFAULT_MAX_RULES_FILE_BYTES = 16 * 1024 * 1024
+MAX_RULES_FILE_BYTES_CEILING = 256 * 1024 * 1024  # no setting goes past it (nor lang.parse.MAX_SOURCE_BYTES)
+RULES_FILE_LIMIT_VARIABLE = "GAVEL_MAX_RULES_FILE_BYTES"
 MAX_DATA_FILE_BYTES = 4_000_000
 MAX_FILES = 10_000
 
@@ -38,29 +47,55 @@ class SourceError(Exception):
         self.line, self.column = line, column
 
 
-def read_rule_files(paths: Iterable[str | os.PathLike]) -> list[RuleFile]:
-    """All `.rules` files under the given directories and files, sorted by name."""
-    return _read_files(paths, with_data=False)
+def rules_file_limit(environ: Mapping[str, str] = os.environ) -> int:
+    """The most bytes a `.rules` file may have: GAVEL_MAX_RULES_FILE_BYTES, else 16 MiB.
+
+    A malformed value is a SourceError without a code (a usage error, like a missing path)."""
+    raw = environ.get(RULES_FILE_LIMIT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_RULES_FILE_BYTES
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_RULES_FILE_BYTES_CEILING:
+        raise SourceError(RULES_FILE_LIMIT_VARIABLE,
+                          f"must be a whole number of bytes from 1 to {MAX_RULES_FILE_BYTES_CEILING}, not `{raw}`")
+    return int(raw)
 
 
-def read_bundle_files(paths: Iterable[str | os.PathLike]) -> list[RuleFile]:
+def oversized(files: Mapping[str, str], limit: int) -> tuple[Diagnostic, ...]:
+    """E006 at `name:1:1` for each rules file (data files have their own limit) over `limit` bytes."""
+    found = []
+    for name, text in sorted(files.items()):
+        if is_data_name(name) or len(text) * 4 <= limit:  # at most 4 bytes a character: within the limit
+            continue
+        if len(text.encode("utf-8", "surrogatepass")) > limit:
+            found.append(error("E006", f"file is larger than {limit} bytes", Span.point(name, 1, 1)))
+    return tuple(found)
+
+
+def read_rule_files(paths: Iterable[str | os.PathLike], max_file_bytes: int | None = None) -> list[RuleFile]:
+    """All `.rules` files under the given directories and files, sorted by name (each at most
+    `max_file_bytes`, by default `rules_file_limit()`)."""
+    return _read_files(paths, with_data=False, max_file_bytes=max_file_bytes)
+
+
+def read_bundle_files(paths: Iterable[str | os.PathLike], max_file_bytes: int | None = None) -> list[RuleFile]:
     """The `.rules` files, plus the data files (`data/**/*.json`, named `data/…`) of each
     directory given, sorted by name."""
-    return _read_files(paths, with_data=True)
+    return _read_files(paths, with_data=True, max_file_bytes=max_file_bytes)
 
 
-def _read_files(paths: Iterable[str | os.PathLike], with_data: bool) -> list[RuleFile]:
+def _read_files(paths: Iterable[str | os.PathLike], with_data: bool, max_file_bytes: int | None) -> list[RuleFile]:
+    limit = max_file_bytes if max_file_bytes is not None else rules_file_limit()
     found: dict[str, RuleFile] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for file in _walk(path, path, f"*{RULE_SUFFIX}"):
-                _add(found, _read(file, file.relative_to(path).as_posix()))
+                _add(found, _read(file, file.relative_to(path).as_posix(), limit))
             if with_data and (path / DATA_DIR).is_dir():
                 for file in _walk(path / DATA_DIR, path, f"*{DATA_SUFFIX}"):
                     _add(found, _read(file, file.relative_to(path).as_posix(), MAX_DATA_FILE_BYTES))
         elif path.is_file():
-            _add(found, _read(path, path.name))
+            _add(found, _read(path, path.name, limit))
         else:
             raise SourceError(str(raw), "no such file or directory")
         if len(found) > MAX_FILES:
@@ -82,7 +117,7 @@ def _add(found: dict[str, RuleFile], f: RuleFile) -> None:
     found[f.name] = f
 
 
-def _read(path: Path, name: str, limit: int = MAX_FILE_BYTES) -> RuleFile:
+def _read(path: Path, name: str, limit: int) -> RuleFile:
     display = os.path.relpath(path) if not path.is_absolute() else str(path)
     try:
         with path.open("rb") as f:

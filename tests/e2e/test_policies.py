@@ -119,6 +119,7 @@ async def test_a_broken_bundle_is_refused_whole_and_the_old_one_keeps_serving(ha
 
 
 async def test_history_and_rollback(harness, tmp_path) -> None:
+    directory = await active(harness)
     first = await stub(harness).PublishBundle(policy_pb2.PublishBundleRequest(
         bundle=archive(tmp_path, policy(100), "one")), metadata=harness.md())
     second = await stub(harness).PublishBundle(policy_pb2.PublishBundleRequest(
@@ -128,7 +129,8 @@ async def test_history_and_rollback(harness, tmp_path) -> None:
     assert back.bundle_hash == first.bundle_hash == (await active(harness)).bundle_hash
     history = await stub(harness).ListBundleHistory(policy_pb2.ListBundleHistoryRequest(), metadata=harness.md())
     assert [(a.action, a.bundle_hash) for a in history.activations] == [
-        ("rollback", first.bundle_hash), ("publish", second.bundle_hash), ("publish", first.bundle_hash)]
+        ("rollback", first.bundle_hash), ("publish", second.bundle_hash), ("publish", first.bundle_hash),
+        ("rules-dir", directory.bundle_hash)]  # the --rules directory decided before the first publish
     await expect_error(stub(harness).RollbackBundle(policy_pb2.RollbackBundleRequest(
         bundle_hash=second.bundle_hash), metadata=harness.md("admin_live")), OK.FAILED_PRECONDITION,
         "INVALID_TRANSITION")  # never ran in live

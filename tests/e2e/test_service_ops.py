@@ -175,7 +175,7 @@ async def test_every_gavel_method_is_behind_the_guard(harness) -> None:
     files = (decision_pb2, evidence_pb2, approval_pb2, policy_pb2, agent_pb2, admin_pb2)
     methods = [(service, method) for module in files for service in module.DESCRIPTOR.services_by_name.values()
                for method in service.methods]
-    assert len(methods) == 36  # every rpc in proto/gavel/v1
+    assert len(methods) == 37  # every rpc in proto/gavel/v1
     for service, method in methods:
         path = f"/{service.full_name}/{method.name}"
         empty = b""  # every request message accepts the empty encoding

@@ -446,6 +446,10 @@ PROBES: list[Probe] = [
         policy_pb2.RollbackBundleRequest(bundle_hash=i), metadata=md), lambda a: a.bundle_hash,
         lambda i: same_shape(i, HEX), callers=("tenant",)),
     Probe("gavel.v1.PolicyService/ListBundleHistory", "scoped", scoped_history),
+    # A bundle is readable only in an environment that ran it: A's other environment never did.
+    Probe("gavel.v1.PolicyService/GetBundle", "owned", lambda h, md, i: policies(h).GetBundle(
+        policy_pb2.GetBundleRequest(bundle_hash=i), metadata=md), lambda a: a.bundle_hash,
+        lambda i: same_shape(i, HEX)),
     Probe("gavel.v1.PolicyService/ExplainDecision", "scoped", scoped_explain),
     Probe("gavel.v1.PolicyService/ReplayBundle", "scoped", scoped_replay),
     # AgentService
@@ -489,7 +493,7 @@ async def owned_report(h, md, ident, me):
 
 def test_every_rpc_is_classified() -> None:
     """A new RPC fails here until it has an isolation probe in PROBES."""
-    assert len(ALL_METHODS) == 36
+    assert len(ALL_METHODS) == 37
     assert {p.method for p in PROBES} == ALL_METHODS, sorted(ALL_METHODS ^ {p.method for p in PROBES})
     assert {p.kind for p in PROBES} <= {"owned", "token", "scoped", "public", "platform"}
     for p in PROBES:

@@ -108,6 +108,18 @@ def person(identity: str) -> str:
     return identity.strip().casefold()
 
 
+def sponsors_checked(task: ApprovalRecord, requested: str, in_registry: str) -> list[dict]:
+    """Each human sponsor `sod_check` compares an approver with, and where it came from: the
+    task's (the request's sponsor, else the registry's when the decision was made) and the
+    registry's now."""
+    named = ((task.human_sponsor_id, "request" if requested else "registry"), (in_registry, "registry"))
+    out: list[dict] = []
+    for sponsor, source in named:
+        if person(sponsor) and person(sponsor) not in {person(s["id"]) for s in out}:
+            out.append({"id": sponsor, "from": source})
+    return out
+
+
 def sod_check(task: ApprovalRecord, p: Principal, conflicts: frozenset[tuple[str, str]],
               sponsor_in_registry: str) -> str | None:
     """Why this approver may not approve this task, or None."""
@@ -212,9 +224,12 @@ def resolve(uow: UnitOfWork, p: Principal, r: Resolution, now: datetime, random_
         finalize(uow, updated, decision, "denied", now)
         return Outcome(updated)
 
-    refusal = sod_check(task, p, conflicts, agent.human_sponsor_id if agent else "")
+    registry_sponsor = agent.human_sponsor_id if agent else ""
+    refusal = sod_check(task, p, conflicts, registry_sponsor)
+    requested_sponsor = ((decision.request.get("actors") or {}).get("human_sponsor_id") or "") if decision else ""
     record("sod.checked", {"approver": p.principal, "role": task.role, "passed": refusal is None,
-                           "reason": refusal or "approver is independent"})
+                           "reason": refusal or "approver is independent", "requester_id": task.requester_id,
+                           "human_sponsors": sponsors_checked(task, requested_sponsor, registry_sponsor)})
     if refusal is not None:
         step = _step(p.principal, task.role, "sod_refused", r.note, now, refusal)
         return Outcome(save(replace(task, steps=(*task.steps, step))), refusal)

@@ -22,7 +22,7 @@ from gavel.app.idempotency import once
 from gavel.app.ids import new_id
 from gavel.app.model import DecisionRecord
 from gavel.app.policies import PolicyRegistry
-from gavel.app.ports import Store, UnitOfWork
+from gavel.app.ports import PolicyCompiler, Store, UnitOfWork
 from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput, bound_action, fingerprint_fields, validate
 from gavel.app.verdict import Verdict, judge
@@ -43,6 +43,7 @@ class Deps:
     sod_conflicts: frozenset[tuple[str, str]] = frozenset()  # (held role, task role) pairs that may not approve
     require_signed_bundles: bool = False
     publisher_keys: dict = field(default_factory=dict)  # kid → PublicKey of trusted bundle publishers
+    compiler: PolicyCompiler = field(kw_only=True)  # compiles tenants' policy text off the event loop
 
 
 def _result(decision_id: str, d: Decision, v: Verdict, *, warnings: list[str], token: str, agent_id: str,

@@ -103,6 +103,18 @@ class Unavailable(GavelError):
     reason = "STORE_UNAVAILABLE"
 
 
+class CompileLimitExceeded(GavelError):
+    """The tenant already has as many compiles running as allowed (GAVEL_MAX_COMPILES_PER_TENANT)."""
+
+    reason = "COMPILE_LIMIT_EXCEEDED"
+
+
+class CompileTimeExceeded(GavelError):
+    """Compiling the policy took longer than GAVEL_COMPILE_TIMEOUT_SECONDS; nothing was changed."""
+
+    reason = "COMPILE_TIME_EXCEEDED"
+
+
 def require(condition: bool, field: str, description: str, missing: bool = False) -> None:
     """Raise a bad-input error naming the field when `condition` does not hold."""
     if not condition:

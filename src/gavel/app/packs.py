@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gavel.app.agents import agent_dict
 from gavel.app.errors import NotFound
 from gavel.app.evidence import MerkleCache, b64, current_checkpoint
 from gavel.app.ledger import json_value
@@ -85,6 +84,37 @@ def assess(decision: DecisionRecord, events: list[LedgerEvent], token: Any, exec
     return controls
 
 
+def decision_events(uow: UnitOfWork, tenant_id: str, environment: str, decision_id: str) -> list[LedgerEvent]:
+    """The events about this decision: those whose payload names it. Subjects are ids of several
+    kinds (an agent may be registered under any id, a decision's among them), so a shared subject
+    alone does not put an event in a decision's pack."""
+    return [e for e in uow.ledger.for_subject(tenant_id, environment, decision_id)
+            if json_value(e.payload_json).get("decision_id") == decision_id]
+
+
+def agent_at_decision(decision: DecisionRecord) -> dict:
+    """The agent as the rules saw it: the registry facts recorded with the decision (status,
+    tier, limits, spend today and this month), not the registry as it is now."""
+    facts = dict((decision.facts or {}).get("agent") or {"registered": False})
+    spend = facts.pop("spend", None)
+    out = {"agent_id": decision.agent_id, "as_of": decision.created_at.isoformat(), **facts}
+    if isinstance(spend, dict):
+        out["spend_today"], out["spend_month"] = spend.get("today"), spend.get("month")
+    return out
+
+
+def sponsor_at_decision(decision: DecisionRecord) -> dict:
+    """The human sponsor approvers are checked against, and where it came from: the request's
+    `actors.human_sponsor_id`, else the agent registry's (as recorded with the decision)."""
+    requested = (decision.request.get("actors") or {}).get("human_sponsor_id") or ""
+    if requested:
+        return {"human_sponsor_id": requested, "human_sponsor_from": "request"}
+    registered = ((decision.facts or {}).get("agent") or {}).get("human_sponsor_id") or ""
+    if registered:
+        return {"human_sponsor_id": registered, "human_sponsor_from": "registry"}
+    return {"human_sponsor_id": None, "human_sponsor_from": None}
+
+
 def rule_texts(engine, decision: DecisionRecord) -> list[dict]:
     """The source text of the rules that matched, from the bundle that decided."""
     out = []
@@ -109,11 +139,10 @@ def build_pack(uow: UnitOfWork, merkle: MerkleCache, keys: KeySet, issuer: str, 
     if decision is None:
         raise NotFound(f"no decision `{decision_id}`")
     engine = engine_for(uow, decision.bundle_hash)
-    events = uow.ledger.for_subject(tenant_id, environment, decision_id)
+    events = decision_events(uow, tenant_id, environment, decision_id)
     checkpoint = current_checkpoint(uow, merkle, keys, issuer, tenant_id, environment, now)
     token = uow.tokens.get(decision.token_jti) if decision.token_jti else None
     execution = uow.executions.get(tenant_id, environment, decision_id)
-    agent = uow.agents.get(tenant_id, environment, decision.agent_id)
     inclusion = [{"sequence": e.sequence, "leaf_index": e.sequence - 1, "tree_size": checkpoint.tree_size,
                   "audit_path": [h.hex() for h in merkle.inclusion(uow, tenant_id, environment, e.sequence - 1,
                                                                    checkpoint.tree_size)]}
@@ -131,7 +160,7 @@ def build_pack(uow: UnitOfWork, merkle: MerkleCache, keys: KeySet, issuer: str, 
         "policy": {"bundle_hash": decision.bundle_hash,
                    "bundle_version": decision.result.get("policy", {}).get("bundle_version", ""),
                    "rules": rule_texts(engine, decision)},
-        "agent": agent_dict(agent) if agent is not None else {"registered": False, "agent_id": decision.agent_id},
+        "agent": agent_at_decision(decision),
         "token": None if token is None else {
             "jti": token.jti, "state": token.state, "args_hash": token.args_hash,
             "issued_at": token.issued_at.isoformat(), "expires_at": token.expires_at.isoformat(),
@@ -145,7 +174,7 @@ def build_pack(uow: UnitOfWork, merkle: MerkleCache, keys: KeySet, issuer: str, 
                                "authorized_amount": execution.authorized_amount,
                                "executed_amount": execution.executed_amount, "variance": execution.variance}})),
         "approvals": [json_value(e.payload_json) for e in events if e.type.startswith("approval.")],
-        "sod": {"requester_id": actors.get("requester_id"), "human_sponsor_id": actors.get("human_sponsor_id"),
+        "sod": {"requester_id": actors.get("requester_id"), **sponsor_at_decision(decision),
                 "checks": [json_value(e.payload_json) for e in events if e.type == "sod.checked"]},
         "risk": decision.result.get("risk", {}),
         "compliance": assess(decision, events, token, execution),

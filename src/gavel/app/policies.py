@@ -3,7 +3,8 @@
 The `--rules` directory given to `gavel serve` is the active bundle of both environments of
 every tenant until a bundle is published for that tenant + environment; published bundles
 persist across restarts and take precedence (API.md). Swapping is one assignment, so a
-decision always sees one whole bundle.
+decision always sees one whole bundle. The directory's bundle keeps its archive, so that it
+can be stored and recorded as an activation like any other (`app.rules_dir`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class ActiveBundle:
     version: str
     activated_at: datetime | None
     published: bool  # False: the server's --rules directory
+    archive: bytes | None = None  # the --rules directory packed as a bundle archive (published ones are stored)
+    manifest: dict | None = None
 
     @property
     def bundle_hash(self) -> str:
@@ -27,8 +30,9 @@ class ActiveBundle:
 
 
 class PolicyRegistry:
-    def __init__(self, initial: CompiledEngine, version: str = "rules-dir", activated_at: datetime | None = None):
-        self._initial = ActiveBundle(initial, version, activated_at, False)
+    def __init__(self, initial: CompiledEngine, version: str = "rules-dir", activated_at: datetime | None = None,
+                 archive: bytes | None = None, manifest: dict | None = None):
+        self._initial = ActiveBundle(initial, version, activated_at, False, archive, manifest)
         self._published: dict[tuple[str, str], ActiveBundle] = {}
 
     def active(self, tenant_id: str, environment: str) -> tuple[CompiledEngine, str]:
@@ -43,8 +47,9 @@ class PolicyRegistry:
                 activated_at: datetime) -> None:
         self._published[(tenant_id, environment)] = ActiveBundle(engine, version, activated_at, True)
 
-    def replace_initial(self, engine: CompiledEngine, version: str, activated_at: datetime | None = None) -> None:
-        self._initial = ActiveBundle(engine, version, activated_at, False)
+    def replace_initial(self, engine: CompiledEngine, version: str, activated_at: datetime | None = None,
+                        archive: bytes | None = None, manifest: dict | None = None) -> None:
+        self._initial = ActiveBundle(engine, version, activated_at, False, archive, manifest)
 
     @property
     def initial(self) -> ActiveBundle:

@@ -3,11 +3,13 @@ history, explain (a dry run) and replay (a candidate against recorded decisions)
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from gavel.app import ledger
+from gavel.app import ledger, rules_dir
 from gavel.app.decide import _result
 from gavel.app.errors import FieldViolation, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from gavel.app.idempotency import once
@@ -15,9 +17,11 @@ from gavel.app.model import StoredBundle
 from gavel.app.principal import Principal
 from gavel.app.requests import DecideInput, validate
 from gavel.app.verdict import judge, rejudge
+from gavel.ledger.canonical import canonical_json
 
 log = logging.getLogger("gavel.policies")
 MAX_REPLAY_PAGE = 1000
+YIELD_EVERY_SECONDS = 0.005  # a replay hands the event loop back this often while it evaluates
 MAX_REPLAY_SINCE = timedelta(days=3653)  # 10 years; further back overflows datetime
 
 
@@ -34,21 +38,24 @@ def _bundle_error(message: str, diags=()) -> InvalidRequest:
 class PolicyMixin:
     # ---- compiling bundles (the edge between bytes and engines)
 
-    def _engine_of(self, archive: bytes):
-        """(bundle, engine) for an archive, or a typed refusal."""
-        from gavel.api import Engine, PolicyError
+    async def _engine_of(self, p: Principal, archive: bytes, server_rules: bool = False):
+        """(bundle, engine) for an archive, or a typed refusal. Unpacking and compiling run off
+        the event loop (`deps.compiler`), within the compile time limit and the tenant's share.
+        `server_rules`: the server's own --rules directory, which no publisher signs."""
+        from gavel.api import PolicyError
         from gavel.bundles import BundleError, read_archive, signature_status
 
         try:
-            bundle = read_archive(archive)
+            bundle = await asyncio.to_thread(read_archive, archive)
         except BundleError as exc:
             raise InvalidRequest(f"not a valid bundle: {exc}", (FieldViolation("bundle", str(exc)),)) from None
         status = signature_status(bundle, self._publisher_key)
-        if status in ("invalid", "unknown_key") or (self.deps.require_signed_bundles and status != "valid"):
+        if status in ("invalid", "unknown_key") or (self.deps.require_signed_bundles and status != "valid"
+                                                    and not server_rules):
             raise InvalidRequest(f"bundle signature refused: {status}",
                                  (FieldViolation("bundle", f"signature {status}"),))
         try:
-            engine = Engine.from_bundle(bundle)
+            engine = await self.deps.compiler.compile(p.tenant_id, bundle.files)
         except PolicyError as exc:
             raise _bundle_error(f"the bundle does not compile:\n{exc}", exc.diagnostics) from None
         return bundle, engine
@@ -62,6 +69,9 @@ class PolicyMixin:
 
         def unit(uow):
             def run() -> dict:
+                # an environment that followed the --rules directory until now: record that first
+                rules_dir.record(uow, p.tenant_id, environment, self.deps.policies.initial, now,
+                                 self.deps.random_bytes)
                 if archive is not None:
                     uow.bundles.put(StoredBundle(p.tenant_id, engine.bundle_hash, archive, bundle.manifest, now))
                 act = uow.bundles.activate(p.tenant_id, environment, engine.bundle_hash, version, now, action,
@@ -82,21 +92,16 @@ class PolicyMixin:
 
     # ---- the RPCs
 
-    def validate_rules(self, files: dict[str, str]) -> dict:
-        from gavel.api import Engine, PolicyError
-
+    async def validate_rules(self, p: Principal, files: dict[str, str]) -> dict:
         if not files:
             raise InvalidRequest("files: give at least one .rules file", (FieldViolation("files", "empty"),))
         if sum(len(t) for t in files.values()) > 16 * 1024 * 1024:
             raise InvalidRequest("files: more than 16 MiB of text", (FieldViolation("files", "too large"),))
-        try:
-            engine = Engine.from_sources(files)
-        except PolicyError as exc:
-            return {"ok": False, "diagnostics": diagnostic_dicts(exc.diagnostics)}
-        return {"ok": True, "diagnostics": diagnostic_dicts(engine.warnings)}
+        report = await self.deps.compiler.check(p.tenant_id, files, analysis=True)
+        return {"ok": report.ok, "diagnostics": diagnostic_dicts(report.diagnostics)}
 
     async def publish_bundle(self, p: Principal, archive: bytes, key: str) -> dict:
-        bundle, engine = self._engine_of(archive)
+        bundle, engine = await self._engine_of(p, archive)
         now = self.deps.clock()
         result = await self._write(p, self._activate(p, p.environment, bundle, engine, "publish", archive, now, key))
         self.deps.policies.publish(p.tenant_id, p.environment, engine, result["version"], now)
@@ -108,39 +113,38 @@ class PolicyMixin:
                 "activated_at": info.activated_at.isoformat() if info.activated_at else ""}
 
     async def _stored(self, p: Principal, bundle_hash: str, environment: str):
-        from gavel.bundles import read_archive
-
+        """(bundle, engine, archive to store under the tenant or None, whether `environment` ran it)."""
         def unit(uow):
-            stored = uow.bundles.get(p.tenant_id, bundle_hash)
-            ran = any(a.bundle_hash == bundle_hash for a in uow.bundles.history(p.tenant_id, environment, 100_000,
-                                                                                   None))
-            return stored, ran
+            ran = rules_dir.stored_if_ran(uow, p.tenant_id, environment, bundle_hash)
+            return ran or uow.bundles.get(p.tenant_id, bundle_hash), ran is not None
 
         stored, ran = await self.deps.store.read(unit)
         if stored is None:
             raise NotFound(f"no bundle `{bundle_hash}`")
-        bundle = read_archive(stored.archive)
-        _, engine = self._engine_of(stored.archive)
-        return bundle, engine, ran
+        directory = stored.tenant_id == rules_dir.SHARED_TENANT
+        bundle, engine = await self._engine_of(p, stored.archive, server_rules=directory)
+        # a --rules directory bundle becomes the tenant's own once it is pinned by a rollback or promote
+        return bundle, engine, stored.archive if directory else None, ran
 
     async def promote_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
         if p.environment != "live" or not p.is_admin:
             raise Forbidden("promotion needs an admin key of the live environment")
-        bundle, engine, ran_in_test = await self._stored(p, bundle_hash, "test")
+        bundle, engine, archive, ran_in_test = await self._stored(p, bundle_hash, "test")
         if not ran_in_test:
             raise InvalidTransition(f"bundle `{bundle_hash}` was never published to TEST")
         now = self.deps.clock()
-        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", None, now, key),
+        result = await self._write(p, self._activate(p, "live", bundle, engine, "promote", archive, now, key),
                                    own_chain=False)
         self.deps.policies.publish(p.tenant_id, "live", engine, result["version"], now)
         return result
 
     async def rollback_bundle(self, p: Principal, bundle_hash: str, key: str) -> dict:
-        bundle, engine, ran = await self._stored(p, bundle_hash, p.environment)
+        bundle, engine, archive, ran = await self._stored(p, bundle_hash, p.environment)
         if not ran:
             raise InvalidTransition(f"bundle `{bundle_hash}` never ran in {p.environment}; publish or promote it")
         now = self.deps.clock()
-        result = await self._write(p, self._activate(p, p.environment, bundle, engine, "rollback", None, now, key))
+        result = await self._write(p, self._activate(p, p.environment, bundle, engine, "rollback", archive, now,
+                                                     key))
         self.deps.policies.publish(p.tenant_id, p.environment, engine, result["version"], now)
         return result
 
@@ -160,11 +164,25 @@ class PolicyMixin:
                                 for a in rows],
                 "next_page_token": str(rows[-1].sequence) if more and rows else ""}
 
+    async def get_bundle(self, p: Principal, bundle_hash: str) -> dict:
+        """The stored archive of a bundle this environment ran (or runs now), with its manifest."""
+        stored = await self.deps.store.read(
+            lambda uow: rules_dir.stored_if_ran(uow, p.tenant_id, p.environment, bundle_hash))
+        if stored is not None:
+            archive, manifest = stored.archive, stored.manifest
+        else:
+            current = self.deps.policies.info(p.tenant_id, p.environment)
+            if current.published or current.bundle_hash != bundle_hash or current.archive is None:
+                raise NotFound(f"no bundle `{bundle_hash}`")
+            archive, manifest = current.archive, current.manifest or {}  # followed, not recorded yet
+        return {"bundle_hash": bundle_hash, "version": manifest.get("version") or "", "archive": archive,
+                "manifest_json": canonical_json(manifest)}
+
     async def explain(self, p: Principal, inp: DecideInput, archive: bytes) -> dict:
         """A dry run: no record, no token, no reservation."""
         validate(inp)
         if archive:
-            _, engine = self._engine_of(archive)
+            _, engine = await self._engine_of(p, archive)
             version = "candidate"
         else:
             engine, version = self.deps.policies.active(p.tenant_id, p.environment)
@@ -181,18 +199,22 @@ class PolicyMixin:
             raise InvalidRequest("since must be a positive duration", (FieldViolation("since", "≤ 0"),))
         if since > MAX_REPLAY_SINCE:
             raise InvalidRequest("since must be at most 10 years", (FieldViolation("since", "> 10 years"),))
-        _, engine = self._engine_of(archive)
+        _, engine = await self._engine_of(p, archive)
         now = self.deps.clock()
         start = now - since
         evaluated = changed = 0
         transitions: dict[str, int] = {}
         after = None
+        yield_at = time.monotonic() + YIELD_EVERY_SECONDS
         while True:
             page = await self.deps.store.read(lambda uow, after=after: uow.decisions.between(
                 p.tenant_id, p.environment, start, now, after, MAX_REPLAY_PAGE))
             if not page:
                 break
             for record in page:
+                if time.monotonic() > yield_at:  # a large candidate decides slowly: let other calls run
+                    await asyncio.sleep(0)
+                    yield_at = time.monotonic() + YIELD_EVERY_SECONDS
                 evaluated += 1
                 new = engine.decide_at(record.request, record.facts, record.created_at)
                 v = rejudge(record, new)

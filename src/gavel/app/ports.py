@@ -1,4 +1,4 @@
-"""Ports: what the use cases need from storage, as small Protocols.
+"""Ports: what the use cases need from storage (and from the policy compiler), as small Protocols.
 
 Repositories are synchronous and run inside one transaction (a `UnitOfWork`). The store runs
 write units on its writer — which may batch several units into one database transaction
@@ -8,7 +8,8 @@ and read units on a reader pool. Every method filters on tenant and environment.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, TypeVar
@@ -31,6 +32,8 @@ from gavel.app.model import (
     TokenRecord,
     WebhookEndpoint,
 )
+from gavel.engine.engine import CompiledEngine
+from gavel.lang.diagnostics import Diagnostic
 
 T = TypeVar("T")
 
@@ -52,6 +55,7 @@ class TenantRepo(Protocol):
     def add(self, tenant: Tenant) -> None: ...  # raises Conflict on a duplicate id or name
     def get(self, tenant_id: str) -> Tenant | None: ...
     def get_by_name(self, name: str) -> Tenant | None: ...
+    def ids(self) -> list[str]: ...  # every tenant's id
 
 
 class ApiKeyRepo(Protocol):
@@ -191,3 +195,24 @@ class Store(Protocol):
     def run_sync(self, unit: Callable[[UnitOfWork], T]) -> T: ...  # CLI use: one committed transaction
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    """What compiling policy text found: `ok` (no error), and its errors, or else its warnings."""
+
+    ok: bool
+    diagnostics: tuple[Diagnostic, ...]
+    rendered: str = ""  # the errors as `gavel check` prints them; empty when ok
+
+
+class PolicyCompiler(Protocol):
+    """Compiles tenants' policy text away from the event loop every tenant shares.
+
+    `tenant_id` None is the server itself (the --watch reload): no per-tenant limit. Both raise
+    CompileLimitExceeded when the tenant already compiles as much as allowed at once, and
+    CompileTimeExceeded past the time limit."""
+
+    async def check(self, tenant_id: str | None, files: Mapping[str, str], *,
+                    analysis: bool = False) -> CompileReport: ...  # analysis: also W30x warnings
+    async def compile(self, tenant_id: str | None, files: Mapping[str, str]) -> CompiledEngine: ...  # PolicyError

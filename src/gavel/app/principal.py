@@ -18,7 +18,10 @@ AGENT_METHODS = frozenset({
     "DecisionService.WaitDecision", "DecisionService.ReportExecution", "DecisionService.ConsumeToken",
     "DecisionService.RevokeToken", "EvidenceService.GetPublicKeys",
 })
-AUDITOR_METHODS = frozenset({"DecisionService.GetDecision", "ApprovalService.ListApprovals"})
+AUDITOR_METHODS = frozenset({
+    "DecisionService.GetDecision", "ApprovalService.ListApprovals",
+    "PolicyService.ListBundleHistory", "PolicyService.GetBundle",  # which policy text decided, and when
+})
 APPROVER_METHODS = frozenset({
     "ApprovalService.ListApprovals", "ApprovalService.WatchApprovals", "ApprovalService.ResolveApproval",
 })

@@ -42,6 +42,12 @@ from gavel.lang.constraints import IndexTest, Interval, PathKey, index_test
 
 LEAF_SIZE = 3
 MAX_RANGE_FANOUT = 8
+# A rule sits in one subtree per value of a membership test it has (or per segment its interval
+# covers) at every level, so copies multiply: three `in {…}` sets of 90, 30 and 30 values put one
+# rule into 81,000 leaves. Past this many placements per rule (plus a floor), the remaining rules
+# become one leaf checked rule by rule; realistic policies place each rule ~2 times.
+MAX_PLACEMENTS_PER_RULE = 32
+MIN_PLACEMENTS = 4096
 
 
 class Candidate:
@@ -114,10 +120,11 @@ def build_tree(rule_conjuncts: list[tuple[ir.IExpr, ...]], path_types: dict[Path
         pending.append(_Pending(rule, tests, tuple(residual)))
     if not pending:
         return None
-    return _build(pending, path_types)
+    return _build(pending, path_types, [MAX_PLACEMENTS_PER_RULE * len(pending) + MIN_PLACEMENTS])
 
 
-def _build(rules: list[_Pending], path_types: dict) -> Node | None:
+def _build(rules: list[_Pending], path_types: dict, budget: list[int]) -> Node | None:
+    """`budget[0]`: rule placements the rest of the tree may still make (shared, spent as built)."""
     if not rules:
         return None
     counts = Counter(key for r in rules for key in r.tests)
@@ -131,51 +138,59 @@ def _build(rules: list[_Pending], path_types: dict) -> Node | None:
     rest = [r for r in rules if key not in r.tests]
     read = path_reader(path[0], path[1:], path_types[path])
     if kind == "eq":
+        cost = sum(len(r.tests[key][0].values) for r in testing)
+        if cost > budget[0]:
+            return _leaf(rules)
+        budget[0] -= cost
         groups: dict[Any, list[_Pending]] = {}
         for r in testing:
             test, _ = r.tests[key]
             remaining = _without(r, key)
             for v in sorted(test.values, key=repr):
                 groups.setdefault(v, []).append(remaining)
-        cases = {v: _build(g, path_types) for v, g in groups.items()}
-        return Switch(path, read, {v: n for v, n in cases.items() if n is not None}, _build(rest, path_types))
+        cases = {v: _build(g, path_types, budget) for v, g in groups.items()}
+        return Switch(path, read, {v: n for v, n in cases.items() if n is not None}, _build(rest, path_types, budget))
     bounds = sorted({b for r in testing for b in _ends(r.tests[key][0].interval)})
-    segments: list[list[_Pending]] = [[] for _ in range(2 * len(bounds) + 1)]
-    placed = 0
-    for r in testing:
-        interval = r.tests[key][0].interval
-        remaining = _without(r, key)
-        for s in range(len(segments)):
-            point = s % 2 == 1
-            inside = (interval.contains_point(_segment_probe(bounds, s)) if point
-                      else _open_segment_inside(interval, bounds, s))
-            if inside:
-                segments[s].append(remaining)
-                placed += 1
-    if placed > MAX_RANGE_FANOUT * len(testing) + 64:
+    spans = [_covered_segments(r.tests[key][0].interval, bounds) for r in testing]
+    cost = sum(max(0, last - first + 1) for first, last in spans)
+    if cost > MAX_RANGE_FANOUT * len(testing) + 64:
         # Too many overlapping intervals to split usefully: keep them as residual checks.
         flattened = [_as_residual(r, key) for r in testing]
-        return _build(flattened + rest, path_types)
-    nodes = tuple(_build(s, path_types) for s in segments)
-    return Ranges(path, read, tuple(bounds), nodes, _build(rest, path_types))
+        return _build(flattened + rest, path_types, budget)
+    if cost > budget[0]:
+        return _leaf(rules)
+    budget[0] -= cost
+    segments: list[list[_Pending]] = [[] for _ in range(2 * len(bounds) + 1)]
+    for r, (first, last) in zip(testing, spans, strict=True):
+        remaining = _without(r, key)
+        for s in range(first, last + 1):
+            segments[s].append(remaining)
+    nodes = tuple(_build(s, path_types, budget) for s in segments)
+    return Ranges(path, read, tuple(bounds), nodes, _build(rest, path_types, budget))
 
 
 def _ends(interval: Interval) -> list[Decimal]:
     return [b for b in (interval.low, interval.high) if b is not None]
 
 
-def _segment_probe(bounds: list[Decimal], s: int) -> Decimal:
-    return bounds[(s - 1) // 2]
+def _covered_segments(interval: Interval, bounds: list[Decimal]) -> tuple[int, int]:
+    """The first and last elementary segment that `interval` covers (first > last: none).
 
-
-def _open_segment_inside(interval: Interval, bounds: list[Decimal], s: int) -> bool:
-    """Whether the open segment s (between bounds[s//2 - 1] and bounds[s//2]) lies in interval."""
-    i = s // 2
-    lo = bounds[i - 1] if i > 0 else None
-    hi = bounds[i] if i < len(bounds) else None
-    if interval.low is not None and (lo is None or lo < interval.low):
-        return False
-    return not (interval.high is not None and (hi is None or hi > interval.high))
+    Segment 2i is the open gap below bounds[i] (above bounds[i-1]), segment 2i+1 the point
+    bounds[i]. Every end of `interval` is one of `bounds`, so the segments it covers are one
+    contiguous run found by two binary searches — not by testing every segment, which made
+    building a Ranges node quadratic in the rules that test its path."""
+    if interval.low is None:
+        first = 0
+    else:
+        i = bisect_left(bounds, interval.low)
+        first = 2 * i + 1 if interval.low_closed else 2 * i + 2
+    if interval.high is None:
+        last = 2 * len(bounds)
+    else:
+        i = bisect_left(bounds, interval.high)
+        last = 2 * i + 1 if interval.high_closed else 2 * i
+    return first, last
 
 
 def _without(r: _Pending, key) -> _Pending:

@@ -21,7 +21,7 @@ from gavel.lang import syntax as ast
 from gavel.lang.diagnostics import Diagnostic, did_you_mean, error
 from gavel.lang.source import Source, Span
 
-MAX_SOURCE_BYTES = 1_000_000
+MAX_SOURCE_BYTES = 256 * 1024 * 1024  # a backstop: the edges apply the configured limit (GAVEL_MAX_RULES_FILE_BYTES)
 MAX_NESTING = 64
 MAX_EXPR_DEPTH = 200
 

@@ -10,8 +10,9 @@ The checks, each reported on its own (a failed check does not hide the others):
 - `events`: every event's `hash` is SHA-256(prev_hash ‖ payload_json), its `payload_json` is
   canonical JSON, events are listed in increasing sequence, event 1 starts from 32 zero bytes,
   and where two listed events are consecutive the later one's `prev_hash` is the earlier's hash.
-- `decision`: every event's `type` is its payload's `type`, and every payload that names a
-  `decision_id` names the pack's decision.
+- `decision`: every event's `type` is its payload's `type`, and every payload names the pack's
+  decision (`decision_id`): an event about something else that shares the decision's subject
+  (an agent registered under the decision's id, say) is not part of the decision's evidence.
 - `decision.recorded`: at least one `decision.recorded` event records this decision; if its
   payload carries an `outcome` (at its top level or in its `data` object), it is the pack's
   `decision.outcome`.
@@ -208,11 +209,13 @@ def _check_decision(pack: Mapping) -> str:
         if payload.get("type") != event.type:
             said = payload.get("type")
             problems.append(f"event {event.sequence}: type is `{event.type}` but its payload says `{said}`")
-        if "decision_id" in payload:
-            naming += 1
-            named = payload["decision_id"]
-            if named != decision_id:
-                problems.append(f"event {event.sequence} is about decision `{named}`, not `{decision_id}`")
+        if "decision_id" not in payload:
+            problems.append(f"event {event.sequence} names no decision (it is about `{payload.get('subject')}`)")
+            continue
+        naming += 1
+        named = payload["decision_id"]
+        if named != decision_id:
+            problems.append(f"event {event.sequence} is about decision `{named}`, not `{decision_id}`")
     if problems:
         raise _Malformed(_summarise(problems))
     return f"event types match their payloads; {_count(naming, 'event')} name decision {decision_id}, none another"

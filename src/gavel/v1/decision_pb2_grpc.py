@@ -108,8 +108,13 @@ class DecisionServiceServicer:
     def DecideStream(self, request_iterator, context):
         """Decides many actions over one stream. Each response carries the
         correlation_id of its request; responses may arrive in a different order
-        than the requests. There is no limit on decisions per stream. An error
-        about one request ends the stream with that error.
+        than the requests. An error about one request ends the stream with that
+        error. One stream takes at most GAVEL_MAX_DECISIONS_PER_STREAM requests
+        (1,000,000 by default): it answers every request it took, then ends
+        RESOURCE_EXHAUSTED / STREAM_DECISIONS_EXCEEDED, and the client opens a new
+        stream. It decides at most 64 requests ahead of what the client has read,
+        and counts towards the tenant's open streams (GAVEL_MAX_STREAMS_PER_TENANT,
+        RESOURCE_EXHAUSTED / STREAM_LIMIT_EXCEEDED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

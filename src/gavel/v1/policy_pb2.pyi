@@ -129,6 +129,24 @@ class ListBundleHistoryResponse(_message.Message):
     next_page_token: str
     def __init__(self, activations: _Optional[_Iterable[_Union[BundleActivation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class GetBundleRequest(_message.Message):
+    __slots__ = ("bundle_hash",)
+    BUNDLE_HASH_FIELD_NUMBER: _ClassVar[int]
+    bundle_hash: str
+    def __init__(self, bundle_hash: _Optional[str] = ...) -> None: ...
+
+class GetBundleResponse(_message.Message):
+    __slots__ = ("bundle_hash", "version", "archive", "manifest_json")
+    BUNDLE_HASH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    bundle_hash: str
+    version: str
+    archive: bytes
+    manifest_json: str
+    def __init__(self, bundle_hash: _Optional[str] = ..., version: _Optional[str] = ..., archive: _Optional[bytes] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+
 class ExplainDecisionRequest(_message.Message):
     __slots__ = ("request", "bundle")
     REQUEST_FIELD_NUMBER: _ClassVar[int]

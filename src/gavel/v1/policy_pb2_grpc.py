@@ -66,6 +66,11 @@ class PolicyServiceStub:
                 request_serializer=gavel_dot_v1_dot_policy__pb2.ListBundleHistoryRequest.SerializeToString,
                 response_deserializer=gavel_dot_v1_dot_policy__pb2.ListBundleHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetBundle = channel.unary_unary(
+                '/gavel.v1.PolicyService/GetBundle',
+                request_serializer=gavel_dot_v1_dot_policy__pb2.GetBundleRequest.SerializeToString,
+                response_deserializer=gavel_dot_v1_dot_policy__pb2.GetBundleResponse.FromString,
+                _registered_method=True)
         self.ExplainDecision = channel.unary_unary(
                 '/gavel.v1.PolicyService/ExplainDecision',
                 request_serializer=gavel_dot_v1_dot_policy__pb2.ExplainDecisionRequest.SerializeToString,
@@ -114,14 +119,26 @@ class PolicyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RollbackBundle(self, request, context):
-        """Activates again a bundle this environment ran before.
+        """Activates again a bundle this environment ran before — one it published or promoted, or
+        a `rules-dir` activation of the server's --rules directory.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBundleHistory(self, request, context):
-        """The activations of the caller's environment, newest first.
+        """The activations of the caller's environment, newest first: publish, promote, rollback and
+        the server's --rules directory (`rules-dir`) while the environment follows it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBundle(self, request, context):
+        """The stored archive of a bundle that has been active in the caller's environment (or is
+        active there now), byte for byte, with its manifest: the exact policy text that decided
+        (decisions and evidence packs name the hash). A hash the environment never ran is
+        NOT_FOUND, whoever else ran it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +193,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ListBundleHistory,
                     request_deserializer=gavel_dot_v1_dot_policy__pb2.ListBundleHistoryRequest.FromString,
                     response_serializer=gavel_dot_v1_dot_policy__pb2.ListBundleHistoryResponse.SerializeToString,
+            ),
+            'GetBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBundle,
+                    request_deserializer=gavel_dot_v1_dot_policy__pb2.GetBundleRequest.FromString,
+                    response_serializer=gavel_dot_v1_dot_policy__pb2.GetBundleResponse.SerializeToString,
             ),
             'ExplainDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.ExplainDecision,
@@ -351,6 +373,33 @@ class PolicyService:
             '/gavel.v1.PolicyService/ListBundleHistory',
             gavel_dot_v1_dot_policy__pb2.ListBundleHistoryRequest.SerializeToString,
             gavel_dot_v1_dot_policy__pb2.ListBundleHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gavel.v1.PolicyService/GetBundle',
+            gavel_dot_v1_dot_policy__pb2.GetBundleRequest.SerializeToString,
+            gavel_dot_v1_dot_policy__pb2.GetBundleResponse.FromString,
             options,
             channel_credentials,
             insecure,

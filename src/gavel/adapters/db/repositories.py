@@ -77,6 +77,9 @@ class SqlTenantRepo:
         row = self._connection.execute(select(tables.tenants).where(tables.tenants.c.name == name)).first()
         return _record(Tenant, row)
 
+    def ids(self) -> list[str]:
+        return list(self._connection.execute(select(tables.tenants.c.tenant_id)).scalars())
+
 
 class SqlApiKeyRepo:
     def __init__(self, connection: Connection) -> None:

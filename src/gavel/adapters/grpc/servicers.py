@@ -150,7 +150,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self.app = app
 
     async def ValidateRules(self, request, context):
-        r = self.app.validate_rules(dict(request.files))
+        r = await self.app.validate_rules(current_principal.get(), dict(request.files))
         return policy_pb2.ValidateRulesResponse(ok=r["ok"],
                                                 diagnostics=[convert.diagnostic(d) for d in r["diagnostics"]])
 
@@ -183,6 +183,11 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                                        by=a["by"])
             item.activated_at.FromDatetime(datetime.fromisoformat(a["activated_at"]))
         return out
+
+    async def GetBundle(self, request, context):
+        _required("bundle_hash", request.bundle_hash)
+        r = await self.app.get_bundle(current_principal.get(), request.bundle_hash)
+        return policy_pb2.GetBundleResponse(**r)
 
     async def ExplainDecision(self, request, context):
         result = await self.app.explain(current_principal.get(), convert.decide_input(request.request),
