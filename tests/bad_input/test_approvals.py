@@ -16,8 +16,8 @@ Accepted answers, and why:
 | PERMISSION_DENIED | 403 | FORBIDDEN: the task was escalated to a role alice does not hold |
 | ALREADY_EXISTS | 409 | an idempotency key reused with another body |
 
-A plain APPROVE or DENY of the fresh task, with a note of at most 2,000 characters and no
-modified action, must succeed. Never INTERNAL / 500, never a traceback in the server log.
+A plain APPROVE or DENY of the fresh task, with a note of at most 2,000 characters without NUL
+and no modified action, must succeed. Never INTERNAL / 500, never a traceback in the server log.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def test_resolve_approval_answers_generated_resolutions_with_a_typed_status(serv
         reused = bool(key) and key in USED_KEYS
         USED_KEYS.add(key)
         event(f"grpc {err.code.name if err else 'OK'}")
-        plain = (fresh and req.action in ACTIONS[:2] and len(req.note) <= 2000 and not req.HasField("modified_action")
+        plain = (fresh and req.action in ACTIONS[:2] and len(req.note) <= 2000 and "\x00" not in req.note
+                 and not req.HasField("modified_action")
                  and not reused)
         if err is None:
             return
