@@ -3,7 +3,7 @@
 `verify`: signature and kid, then expiry (a token is dead from the second its `exp` names),
 audience and issuer, tenant and environment, the claims the burn needs. `consume`: the record,
 revocation, the bound args, then the burn, which only one caller wins; `revoke`: only an issued
-token. Each check is tried on its own, with every
+token, and never reported revoked once it was burned. Each check is tried on its own, with every
 other claim right, so a check that is weakened or dropped fails here (benchmarks/mutation.py
 runs this file against every mutant of the token checks). The same refusals over a real server
 are in tests/security/test_tokens.py.
@@ -261,6 +261,17 @@ async def test_a_revoke_that_wins_the_race_with_a_burn_makes_the_burn_report_rev
 
     with pytest.raises(TokenRevoked, match="^decision token was revoked$"):
         await store.write(burn_after_a_revoke)
+
+
+async def test_a_burn_that_wins_the_race_with_a_revoke_makes_the_revoke_refused(store: SqlStore) -> None:
+    await stored(store)
+
+    def revoke_after_a_burn(uow):
+        return tokens.revoke(_racing(uow, lambda u: u.tokens.consume("tok_1", NOW)), AGENT, "tok_1", NOW,
+                             os.urandom)
+
+    with pytest.raises(InvalidTransition, match="already used"):
+        await store.write(revoke_after_a_burn)
 
 
 async def test_revoke_refuses_a_used_token_and_is_idempotent(store: SqlStore) -> None:
