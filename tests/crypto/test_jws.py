@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -84,16 +85,16 @@ def test_signing_is_deterministic_and_order_independent():
 
 
 def test_sign_refuses_floats_and_non_mappings():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="binary floats"):
         sign_compact({"amount": 120.5}, SIGNER)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^claims must be a mapping$"):
         sign_compact(["not", "claims"], SIGNER)  # type: ignore[arg-type]
 
 
 def test_decode_unverified_claims_reads_without_checking():
     token = sign_compact(CLAIMS, OTHER)
     assert decode_unverified_claims(token) == CLAIMS_AS_READ
-    with pytest.raises(TokenInvalid):
+    with pytest.raises(TokenInvalid, match="expected three dot-separated parts"):
         decode_unverified_claims("garbage")
 
 
@@ -374,13 +375,13 @@ def test_args_hash_int_amount_is_a_decimal_string():
 
 @pytest.mark.parametrize("amount", ["12O.5", " 120", "1_000", "1E2", "NaN", "Infinity", ".5"])
 def test_args_hash_refuses_amounts_that_are_not_plain_decimals(amount):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^amount `{re.escape(amount)}` is not a plain decimal string$"):
         args_hash({"type": "payment", "amount": amount})
 
 
 @pytest.mark.parametrize("amount", [120.5, True, ["120"]])
 def test_args_hash_refuses_float_and_other_amounts(amount):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^amount must be a Decimal, int or decimal string, not "):
         args_hash({"type": "payment", "amount": amount})
 
 
