@@ -219,6 +219,8 @@ def test_verdicts_on_moved_and_repeated_events():
         False, 2, 3, "event 4 comes where event 3 should: event 3 is missing, or the events are out of order")
     assert verify_chain(links[2:]) == ChainVerdict(
         False, 0, 1, "the chain should start at event 1 but starts at event 3")
+    assert verify_chain(links[2:], expected_first_sequence=4) == ChainVerdict(
+        False, 0, 4, "the chain should start at event 4 but starts at event 3")  # earlier than expected
     assert verify_chain(links[:2] + links[5:]) == ChainVerdict(
         False, 2, 3, "event 6 comes where event 3 should: events 3–5 are missing, or the events are out of order")
 
