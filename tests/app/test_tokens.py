@@ -178,7 +178,11 @@ async def state(store: SqlStore, jti: str = "tok_1") -> str:
 
 
 async def events(store: SqlStore) -> list[tuple[str, dict]]:
+    """The chain's events as (type, data); each must be about the token's decision."""
     stored_events = await store.read(lambda uow: uow.ledger.events("ten_a", "test", 1, 100))
+    for e in stored_events:
+        payload = json_value(e.payload_json)
+        assert e.subject == payload["subject"] == payload["decision_id"] == f"dec_{payload['data']['jti']}"
     return [(e.type, json_value(e.payload_json)["data"]) for e in stored_events]
 
 
