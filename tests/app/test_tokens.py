@@ -200,6 +200,14 @@ async def test_consume_burns_the_token_once_and_records_it(store: SqlStore) -> N
     assert len(await events(store)) == 1
 
 
+async def test_consume_answers_empty_fields_for_claims_the_token_does_not_carry(store: SqlStore) -> None:
+    claims = await stored(store, amount=None, currency=None)
+    assert "amount" not in claims and "currency" not in claims
+    del claims["action_type"]
+    burned = await consume(store, claims)
+    assert (burned["action_type"], burned["amount"], burned["currency"]) == ("", "", "")
+
+
 async def test_consume_without_args_hash_skips_only_that_check(store: SqlStore) -> None:
     claims = await stored(store)
     assert (await consume(store, claims, args_hash=""))["valid"] is True
