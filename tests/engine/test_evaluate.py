@@ -105,3 +105,48 @@ def test_an_unreadable_branch_falls_back_to_checking_every_rule(monkeypatch: pyt
     monkeypatch.setattr(evaluate_module, "collect", unreadable)
     assert engine.decide_at(REQUEST, None, NOW).to_dict() == engine.decide_at(REQUEST, None, NOW, naive=True).to_dict()
     assert engine.decide_at(REQUEST, None, NOW).rule == "p.small"
+
+
+def test_risk_factors_are_listed_in_source_order_whatever_order_the_tree_reaches_them() -> None:
+    source = ('package p\nrisk 10 "residual" when context.score > 5\n'
+              + "".join(f'risk 20 "t{i}" when action.type == "t{i}"\n' for i in range(6))
+              + 'rule r allow "p.r" when action.type != "zzz"\n')
+    engine = Engine.from_sources({"p.rules": source})
+    request = {"action": {"type": "t2"}, "agent": {"id": "a1"}, "context": {"score": 10}}
+    for naive in (False, True):
+        d = engine.decide_at(request, None, NOW, naive=naive)
+        assert [(f.factor, f.rule) for f in d.risk_factors] == [("residual", "p.risk#1"), ("t2", "p.risk#4")]
+        assert d.risk_score == 30
+
+
+def test_failures_are_reported_in_rule_order_and_the_first_names_the_decision() -> None:
+    engine = Engine.from_sources({"p.rules": 'package p\nrule b allow "p.b" when action.amount > 1\n'
+                                              'rule a allow "p.a" when action.amount + 1 > 2\n'})
+    d = engine.decide_at({"action": {"type": "x", "amount": "abc"}, "agent": {"id": "a1"}}, None, NOW)
+    assert (d.outcome, d.reason_code, d.rule) == ("deny", "policy.evaluation_error", None)
+    assert d.message == "rule p.a could not be evaluated: `abc` is not a decimal number"
+    assert d.why == "a rule failed to evaluate; Gavel fails closed"
+    assert [(f.rule, f.message) for f in d.errors] == [("p.a", "`abc` is not a decimal number"),
+                                                       ("p.b", "`abc` is not a decimal number")]
+
+
+def test_obligations_that_fail_to_evaluate_deny_the_winner() -> None:
+    engine = Engine.from_sources({"p.rules": 'package p\nrule c allow "p.c" when action.type == "x"\n'
+                                              '  with { double: action.amount * 2 }\n'})
+    d = engine.decide_at({"action": {"type": "x", "amount": "abc"}, "agent": {"id": "a1"}}, None, NOW)
+    assert (d.outcome, d.reason_code, d.obligations) == ("deny", "policy.evaluation_error", {})
+    assert d.message == "rule p.c could not be evaluated: obligations: `abc` is not a decimal number"
+    assert [(f.rule, f.message) for f in d.errors] == [("p.c", "obligations: `abc` is not a decimal number")]
+
+
+def test_no_match_and_default_messages() -> None:
+    engine = Engine.from_sources({"p.rules": 'package p\nrule a allow "p.a" when action.type == "a"\n'
+                                              'rule d deny "p.d" when action.type == "d"\n'
+                                              'rule q require_approval "p.q" when action.type == "q"\n'
+                                              '  route { role: "m" }\n'})
+    expected = {"a": "allowed by p.a (p.a)", "d": "denied by p.d (p.d)", "q": "needs approval by p.q (p.q)"}
+    for action_type, message in expected.items():
+        assert engine.decide_at({"action": {"type": action_type}, "agent": {"id": "a1"}}, None, NOW).message == message
+    d = engine.decide_at({"action": {"type": "zzz"}, "agent": {"id": "a1"}}, None, NOW)
+    assert (d.outcome, d.reason_code, d.message, d.why) == (
+        "deny", "policy.no_match", "no rule matched this request", "no rule and no package default matched")
