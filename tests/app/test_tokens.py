@@ -215,7 +215,8 @@ async def test_consume_without_args_hash_skips_only_that_check(store: SqlStore) 
 
 async def test_consume_refuses_other_args(store: SqlStore) -> None:
     claims = await stored(store)
-    with pytest.raises(TokenInvalid, match="args hash differs from the one the token is bound to"):
+    with pytest.raises(TokenInvalid, match="^decision token refused: the action's args hash differs from the one the "
+                                           "token is bound to$"):
         await consume(store, claims, args_hash="sha256:" + "cd" * 32)
     assert await state(store) == "issued" and await events(store) == []
 
@@ -234,6 +235,8 @@ async def test_a_revoked_token_is_refused_as_revoked(store: SqlStore) -> None:
     assert await revoke(store, "tok_1") == {"revoked": True, "jti": "tok_1"}
     with pytest.raises(TokenRevoked, match="^decision token was revoked$"):
         await consume(store, claims)
+    with pytest.raises(TokenRevoked, match="^decision token was revoked$"):  # revocation is checked before the args
+        await consume(store, claims, args_hash="sha256:" + "cd" * 32)
     assert await state(store) == "revoked"
     assert await events(store) == [("token.revoked", {"jti": "tok_1", "revoked_by": "key:key_agent"})]
 
