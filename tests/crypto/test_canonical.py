@@ -173,7 +173,7 @@ def test_non_finite_decimals_are_refused(amount):
 
 
 def test_canonical_decimal_needs_a_decimal():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^expected a Decimal, got float$"):
         canonical_decimal(1.5)  # type: ignore[arg-type]
 
 
@@ -205,7 +205,7 @@ def test_non_str_keys_are_refused(mapping):
 
 @pytest.mark.parametrize("value", [b"bytes", {1, 2}, object(), 1j])
 def test_other_types_are_refused(value):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=f"^`{type(value).__name__}` values have no canonical JSON form$"):
         canonical_json(value)
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -84,16 +85,16 @@ def test_signing_is_deterministic_and_order_independent():
 
 
 def test_sign_refuses_floats_and_non_mappings():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="binary floats"):
         sign_compact({"amount": 120.5}, SIGNER)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^claims must be a mapping$"):
         sign_compact(["not", "claims"], SIGNER)  # type: ignore[arg-type]
 
 
 def test_decode_unverified_claims_reads_without_checking():
     token = sign_compact(CLAIMS, OTHER)
     assert decode_unverified_claims(token) == CLAIMS_AS_READ
-    with pytest.raises(TokenInvalid):
+    with pytest.raises(TokenInvalid, match="expected three dot-separated parts"):
         decode_unverified_claims("garbage")
 
 
@@ -374,13 +375,13 @@ def test_args_hash_int_amount_is_a_decimal_string():
 
 @pytest.mark.parametrize("amount", ["12O.5", " 120", "1_000", "1E2", "NaN", "Infinity", ".5"])
 def test_args_hash_refuses_amounts_that_are_not_plain_decimals(amount):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^amount `{re.escape(amount)}` is not a plain decimal string$"):
         args_hash({"type": "payment", "amount": amount})
 
 
 @pytest.mark.parametrize("amount", [120.5, True, ["120"]])
 def test_args_hash_refuses_float_and_other_amounts(amount):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^amount must be a Decimal, int or decimal string, not "):
         args_hash({"type": "payment", "amount": amount})
 
 
@@ -393,3 +394,59 @@ def test_args_hash_refuses_names_that_are_not_snake_case(name):
 def test_args_hash_refuses_floats_inside_args():
     with pytest.raises(TypeError, match="Decimal"):
         args_hash({"type": "payment", "args": {"quantity": 3.0}})
+
+
+# --- every refusal, word for word (the detail is what the API reports after "decision token refused:")
+
+
+def _exact_refusals() -> list[tuple[object, str]]:
+    good = sign_compact(CLAIMS, SIGNER)
+    header, claims, signature = good.split(".")
+    edd = b'{"alg":"EdDSA","kid":"' + KID + b'"}'
+    return [
+        (None, "token is not a string"),
+        ("a" * (MAX_TOKEN_LENGTH + 1), "token is too long"),
+        ("a" * MAX_TOKEN_LENGTH, "not a compact JWS (expected three dot-separated parts)"),  # long, but not too long
+        (f"!!.{claims}.{signature}", "header is not base64url"),
+        (f"{b64url_encode(b'nope')}.{claims}.{signature}", "header is not valid JSON"),
+        (f"{b64url_encode(b'[1]')}.{claims}.{signature}", "header is not a JSON object"),
+        (forge({"alg": "HS256", "kid": SIGNER.kid}, CLAIMS_AS_READ), "alg must be EdDSA"),
+        (forge({"alg": "EdDSA", "kid": SIGNER.kid, "crit": ["exp"]}, CLAIMS_AS_READ),
+         "crit header parameters are not supported"),
+        (forge({"alg": "EdDSA"}, CLAIMS_AS_READ), "missing kid"),
+        (forge({"alg": "EdDSA", "kid": OTHER.kid}, CLAIMS_AS_READ), "unknown kid"),
+        (f"{header}.{claims}.!!", "signature is not base64url"),
+        (f"{header}.{claims}.{b64url_encode(bytes(64))}", "bad signature"),
+        (_signed_raw(f"{b64url_encode(edd)}.!!"), "claims is not base64url"),
+        (signed(edd, b"{oops"), "claims is not valid JSON"),
+        (signed(edd, b"[1]"), "claims is not a JSON object"),
+    ]
+
+
+def _signed_raw(signing_input: str) -> str:
+    return f"{signing_input}.{b64url_encode(SIGNER.sign(signing_input.encode()))}"
+
+
+def test_each_refusal_is_reported_word_for_word() -> None:
+    for token, detail in _exact_refusals():
+        with pytest.raises(TokenInvalid, match=f"^{re.escape(detail)}$") as caught:
+            verify_compact(token, by_kid(SIGNER))
+        assert caught.value.detail == detail == str(caught.value)
+
+
+def test_a_token_of_exactly_the_maximum_length_is_read_not_refused_as_too_long() -> None:
+    token = sign_compact(CLAIMS, SIGNER)
+    padded = token + "A" * (MAX_TOKEN_LENGTH - len(token))  # the signature part grows: read, then refused
+    assert len(padded) == MAX_TOKEN_LENGTH == 16 * 1024
+    with pytest.raises(TokenInvalid, match="^(signature is not base64url|bad signature)$"):
+        verify_compact(padded, by_kid(SIGNER))
+    with pytest.raises(TokenInvalid, match="^token is too long$"):
+        verify_compact(padded + "A", by_kid(SIGNER))
+
+
+def test_decode_unverified_claims_reports_the_claims_part() -> None:
+    header, _, signature = sign_compact(CLAIMS, SIGNER).split(".")
+    for claims_part, detail in (("!!", "claims is not base64url"), (b64url_encode(b"{x"), "claims is not valid JSON"),
+                                (b64url_encode(b"[]"), "claims is not a JSON object")):
+        with pytest.raises(TokenInvalid, match=f"^{re.escape(detail)}$"):
+            decode_unverified_claims(f"{header}.{claims_part}.{signature}")

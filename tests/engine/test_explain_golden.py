@@ -7,17 +7,16 @@ service signs and stores). Regenerate after an intended change with GAVEL_UPDATE
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gavel import Engine
+from tests.goldens import check_golden
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent / "explain"
-UPDATE = os.environ.get("GAVEL_UPDATE_GOLDENS") == "1"
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # a Saturday
 
 CASES = {
@@ -47,10 +46,7 @@ def test_explain_golden(engine: Engine, name: str) -> None:
     doc = engine.decide_at(request, facts, NOW).to_dict()
     doc["bundle_hash"] = "<rules/ bundle>"  # the policies evolve; the explain structure is the contract
     text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    golden = HERE / f"{name}.json"
-    if UPDATE or not golden.exists():
-        golden.write_text(text, encoding="utf-8")
-    assert text == golden.read_text(encoding="utf-8")
+    check_golden(HERE / f"{name}.json", text)
 
 
 def test_explain_is_identical_across_evaluators_and_runs(engine: Engine) -> None:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from gen_policies import FIXED_NOW, generate_policy, generate_requests  # noqa: E402
 
 from gavel.api import Engine, PolicyError  # noqa: E402
+from gavel.engine import evaluate as evaluate_module  # noqa: E402
 
 NOWS = (
     FIXED_NOW,                                     # Friday 10:30
@@ -79,19 +80,36 @@ def _generated_engine(size: int, seed: int):
 
 
 @pytest.mark.parametrize(("size", "seed", "n"), GENERATED, ids=[f"{s}rules-seed{d}" for s, d, _ in GENERATED])
-def test_tree_agrees_with_naive_on_generated_policies(size: int, seed: int, n: int) -> None:
+def test_tree_agrees_with_naive_on_generated_policies(size: int, seed: int, n: int, monkeypatch) -> None:
+    walks = _count_tree_walks(monkeypatch)
     policy, engine = _generated_engine(size, seed)
     assert policy.total_rules == size
     cases = generate_requests(policy, n, seed=seed + 100, malformed_rate=0.03)
     outcomes = set()
     for i, (request, facts) in enumerate(cases):
         now = NOWS[i % len(NOWS)]
+        before = len(walks)
         tree = _decide(engine, request, facts, now, naive=False)
+        after_tree = len(walks)
         naive = _decide(engine, request, facts, now, naive=True)
+        # With the tree switched off both sides would run the naive evaluator and always agree.
+        assert after_tree > before and len(walks) == after_tree, "the tree side walks the tree, the naive side never"
         if tree != naive:
             assert_agree(engine, request, facts, now)  # raises with a readable report
         outcomes.add(tree["outcome"] if isinstance(tree, dict) else tree[0])
     assert {"allow", "deny"} <= outcomes  # the requests really exercise the policy
+
+
+def _count_tree_walks(monkeypatch) -> list:
+    walks: list = []
+    real = evaluate_module.collect
+
+    def counting(tree, act):
+        walks.append(tree)
+        return real(tree, act)
+
+    monkeypatch.setattr(evaluate_module, "collect", counting)
+    return walks
 
 
 def test_generated_policies_are_deterministic_and_compile() -> None:

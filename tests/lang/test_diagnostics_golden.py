@@ -6,17 +6,16 @@ intended change with `GAVEL_UPDATE_GOLDENS=1 pytest tests/lang/test_diagnostics_
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from gavel.lang.diagnostics import render_all
 from gavel.lang.pipeline import compile_sources
+from tests.goldens import check_golden
 
 HERE = Path(__file__).parent / "diagnostics"
 CASES = sorted(p.stem for p in HERE.glob("*.rules"))
-UPDATE = os.environ.get("GAVEL_UPDATE_GOLDENS") == "1"
 
 
 def rendered(name: str) -> str:
@@ -27,11 +26,7 @@ def rendered(name: str) -> str:
 
 @pytest.mark.parametrize("name", CASES)
 def test_golden(name: str) -> None:
-    expected_file = HERE / f"{name}.expected"
-    actual = rendered(name)
-    if UPDATE or not expected_file.exists():
-        expected_file.write_text(actual, encoding="utf-8")
-    assert actual == expected_file.read_text(encoding="utf-8")
+    check_golden(HERE / f"{name}.expected", rendered(name))
 
 
 @pytest.mark.parametrize("name", CASES)

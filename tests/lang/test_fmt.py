@@ -6,7 +6,6 @@ with `GAVEL_UPDATE_GOLDENS=1` and review the diff.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -23,10 +22,10 @@ from gavel.lang import syntax as ast
 from gavel.lang.fmt import KEYWORDS, format_expr, format_module, format_source
 from gavel.lang.parse import parse_source
 from gavel.lang.source import Source
+from tests.goldens import check_golden
 
 CASES = Path(__file__).parent / "fmt_cases"
 LANGUAGE_MD_EXAMPLE = Path(__file__).parent / "cases" / "language_md_example.rules"
-UPDATE = os.environ.get("GAVEL_UPDATE_GOLDENS") == "1"
 # the recursive expression strategies print a long (harmless) repr when hypothesis labels draws
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
@@ -68,9 +67,7 @@ def _golden_pairs() -> list[tuple[str, Path, Path]]:
 def test_golden(name: str, src: Path, expected: Path) -> None:
     source = src.read_text("utf-8")
     out = fmt(source)
-    if UPDATE:
-        expected.write_text(out, "utf-8")
-    assert out == expected.read_text("utf-8")
+    check_golden(expected, out)
     assert_well_formatted(source, out)
 
 

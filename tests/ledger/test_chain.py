@@ -28,9 +28,10 @@ def test_event_hash_is_sha256_of_prev_then_utf8_payload():
 
 
 def test_event_hash_refuses_bad_arguments():
-    with pytest.raises(ValueError):
-        event_hash(b"short", "{}")
-    with pytest.raises(TypeError):
+    for prev_hash in (b"short", bytes(33), "0" * 32, bytearray(32)):
+        with pytest.raises(ValueError, match="^prev_hash must be 32 bytes$"):
+            event_hash(prev_hash, "{}")
+    with pytest.raises(TypeError, match="^payload_json must be a str$"):
         event_hash(ZERO_HASH, b"{}")
 
 
@@ -171,5 +172,86 @@ def test_any_single_edit_is_caught_at_or_before_the_edited_event(count, data):
         links[position] = replace(original, **{field: bytes(b ^ 1 for b in getattr(original, field))})
     verdict = verify_chain(links)
     assert not verdict.ok
-    assert verdict.first_bad_sequence in (original.sequence, original.sequence + 1)
-    assert verdict.first_bad_sequence == original.sequence or field == "hash"
+    # an edited payload or prev_hash breaks that event's own link, an edited hash its own payload check
+    assert verdict.first_bad_sequence == original.sequence
+
+
+# -- each verdict in full: which event, how many links held, and what is said ----------------------
+
+
+def test_a_chain_missing_only_its_last_event_is_refused_when_the_end_is_known():
+    links = build_chain(10)
+    assert verify_chain(links[:9], expected_last_sequence=10) == ChainVerdict(
+        False, 9, 10, "the chain ends at event 9 but should run to event 10: event 10 is missing")
+    middle = verify_chain(links[4:9], expected_first_sequence=5, expected_first_prev=links[3].hash,
+                          expected_last_sequence=10)
+    assert (middle.ok, middle.checked, middle.first_bad_sequence) == (False, 5, 10)
+
+
+def test_a_chain_that_ends_exactly_where_expected_is_intact():
+    assert verify_chain(build_chain(10), expected_last_sequence=10) == ChainVerdict(
+        True, 10, 0, "events 1–10 form an unbroken chain")
+    links = build_chain(10)
+    assert verify_chain(links[4:], expected_first_sequence=5, expected_first_prev=links[3].hash,
+                        expected_last_sequence=10) == ChainVerdict(True, 6, 0, "events 5–10 form an unbroken chain")
+
+
+def test_verdicts_on_empty_chains():
+    assert verify_chain([]) == ChainVerdict(True, 0, 0, "no events to check")
+    assert verify_chain([], expected_last_sequence=3) == ChainVerdict(
+        False, 0, 1, "the chain is empty but should run to event 3: events 1–3 are missing")
+    assert verify_chain([], expected_last_sequence=0) == ChainVerdict(True, 0, 0, "no events to check")
+
+
+def test_verdicts_on_chains_running_past_their_end():
+    assert verify_chain(build_chain(10), expected_last_sequence=9) == ChainVerdict(
+        False, 9, 10, "event 10: the chain should end at event 9")
+    assert verify_chain(build_chain(1), expected_last_sequence=0) == ChainVerdict(
+        False, 0, 1, "event 1: the chain should end at event 0")
+
+
+def test_verdicts_on_moved_and_repeated_events():
+    links = build_chain(6)
+    assert verify_chain([*links[:3], links[2], *links[3:]]) == ChainVerdict(False, 3, 3, "event 3 appears twice")
+    assert verify_chain([*links[:3], links[1], *links[3:]]) == ChainVerdict(
+        False, 3, 2, "event 2 comes after event 3: the events are out of order")
+    assert verify_chain([*links[:2], *links[3:]]) == ChainVerdict(
+        False, 2, 3, "event 4 comes where event 3 should: event 3 is missing, or the events are out of order")
+    assert verify_chain(links[2:]) == ChainVerdict(
+        False, 0, 1, "the chain should start at event 1 but starts at event 3")
+    assert verify_chain(links[2:], expected_first_sequence=4) == ChainVerdict(
+        False, 0, 4, "the chain should start at event 4 but starts at event 3")  # earlier than expected
+    assert verify_chain(links[:2] + links[5:]) == ChainVerdict(
+        False, 2, 3, "event 6 comes where event 3 should: events 3–5 are missing, or the events are out of order")
+
+
+def test_verdicts_on_malformed_links():
+    links = build_chain(3)
+    wrong_size = "event 2: prev_hash and hash must be 32 bytes each"
+    cases = [
+        ("not a link", "event 2: not a chain link"),
+        (replace(links[1], sequence=True), "event 2: its sequence is not a whole number"),
+        (replace(links[1], sequence="2"), "event 2: its sequence is not a whole number"),
+        (replace(links[1], sequence=2.0), "event 2: its sequence is not a whole number"),
+        (replace(links[1], hash=b"short"), wrong_size),
+        (replace(links[1], prev_hash=b"short"), wrong_size),
+        (replace(links[1], hash=bytearray(links[1].hash)), wrong_size),
+        (replace(links[1], payload_json=links[1].payload_json.encode()), "event 2: its payload is not text"),
+        (replace(links[1], payload_json="\ud800"), "event 2: its payload is not valid Unicode text"),
+    ]
+    for bad, message in cases:
+        assert verify_chain([links[0], bad, links[2]]) == ChainVerdict(False, 1, 2, message), bad
+
+
+def test_a_bool_sequence_is_not_event_one():
+    first = build_chain(1)[0]
+    assert verify_chain([replace(first, sequence=True)]) == ChainVerdict(
+        False, 0, 1, "event 1: its sequence is not a whole number")
+
+
+def test_the_first_link_must_start_from_the_expected_hash():
+    links = build_chain(3)
+    assert verify_chain(links, expected_first_prev=b"\x01" * 32) == ChainVerdict(
+        False, 0, 1, "event 1: prev_hash is not the hash the chain should start from")
+    assert verify_chain(links[1:], expected_first_sequence=2, expected_first_prev=ZERO_HASH) == ChainVerdict(
+        False, 0, 2, "event 2: prev_hash is not the hash the chain should start from")

@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import re
 
 import pytest
 
@@ -52,48 +53,56 @@ def test_body_with_extensions_and_empty_tree_round_trips():
     assert parse_body(body) == (ORIGIN, 0, ROOT, ("ext one", "ext-two"))
 
 
+ORIGIN_LINE = "the origin must be one non-empty line"
+SIZE = "the tree size must be a whole number >= 0"
+EXTENSION = "an extension line must be one non-empty line"
+
+
 @pytest.mark.parametrize(
-    "args",
+    ("args", "refusal"),
     [
-        ("", 1, ROOT),
-        ("two\nlines", 1, ROOT),
-        ("tab\there", 1, ROOT),
-        (ORIGIN, -1, ROOT),
-        (ORIGIN, True, ROOT),
-        (ORIGIN, 1, ROOT[:31]),
-        (ORIGIN, 1, ROOT, [""]),
-        (ORIGIN, 1, ROOT, ["a\nb"]),
+        (("", 1, ROOT), ORIGIN_LINE),
+        (("two\nlines", 1, ROOT), ORIGIN_LINE),
+        (("tab\there", 1, ROOT), "the origin holds control characters or is not valid UTF-8"),
+        ((ORIGIN, -1, ROOT), SIZE),
+        ((ORIGIN, True, ROOT), SIZE),
+        ((ORIGIN, 1, ROOT[:31]), "the root hash must be 32 bytes"),
+        ((ORIGIN, 1, ROOT, [""]), EXTENSION),
+        ((ORIGIN, 1, ROOT, ["a\nb"]), EXTENSION),
     ],
 )
-def test_body_refuses_what_cannot_be_written(args):
-    with pytest.raises((ValueError, TypeError)):
+def test_body_refuses_what_cannot_be_written(args, refusal):
+    with pytest.raises(ValueError, match=f"^{refusal}$"):
         checkpoint_body(*args)
 
 
 GOOD_ROOT_TEXT = base64.b64encode(ROOT).decode()
 URLSAFE_ROOT_TEXT = base64.urlsafe_b64encode(bytes([0xFB]) * 32).decode()
+NOT_DECIMAL = "is not a decimal number without leading zeros"
+NOT_BASE64 = "is not standard base64"
+EMPTY_LINE = "a checkpoint body has no empty lines"
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "refusal"),
     [
-        f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT}",  # no final newline
-        f"{ORIGIN}\n5\n",  # too few lines
-        f"{ORIGIN}\n05\n{GOOD_ROOT_TEXT}\n",  # leading zero
-        f"{ORIGIN}\n+5\n{GOOD_ROOT_TEXT}\n",
-        f"{ORIGIN}\n-5\n{GOOD_ROOT_TEXT}\n",
-        f"{ORIGIN}\n 5\n{GOOD_ROOT_TEXT}\n",
-        f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT.rstrip('=')}\n",  # unpadded
-        f"{ORIGIN}\n5\n{URLSAFE_ROOT_TEXT}\n",  # base64url alphabet
-        f"{ORIGIN}\n5\n{base64.b64encode(ROOT[:31]).decode()}\n",  # 31 bytes
-        f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT}\n\nextension after an empty line\n",
-        f"\n5\n{GOOD_ROOT_TEXT}\n",  # empty origin
-        f"{ORIGIN}\r\n5\n{GOOD_ROOT_TEXT}\n",  # control character
-        f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT} \n",
+        (f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT}", "a checkpoint body ends with a newline"),
+        (f"{ORIGIN}\n5\n", "a checkpoint body has at least 3 lines: origin, tree size, root hash"),
+        (f"{ORIGIN}\n05\n{GOOD_ROOT_TEXT}\n", NOT_DECIMAL),  # leading zero
+        (f"{ORIGIN}\n+5\n{GOOD_ROOT_TEXT}\n", NOT_DECIMAL),
+        (f"{ORIGIN}\n-5\n{GOOD_ROOT_TEXT}\n", NOT_DECIMAL),
+        (f"{ORIGIN}\n 5\n{GOOD_ROOT_TEXT}\n", NOT_DECIMAL),
+        (f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT.rstrip('=')}\n", NOT_BASE64),  # unpadded
+        (f"{ORIGIN}\n5\n{URLSAFE_ROOT_TEXT}\n", NOT_BASE64),  # base64url alphabet
+        (f"{ORIGIN}\n5\n{base64.b64encode(ROOT[:31]).decode()}\n", "the root hash is 31 bytes, not 32"),
+        (f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT}\n\nextension after an empty line\n", EMPTY_LINE),
+        (f"\n5\n{GOOD_ROOT_TEXT}\n", EMPTY_LINE),  # empty origin
+        (f"{ORIGIN}\r\n5\n{GOOD_ROOT_TEXT}\n", "the checkpoint body holds control characters or is not valid UTF-8"),
+        (f"{ORIGIN}\n5\n{GOOD_ROOT_TEXT} \n", NOT_BASE64),
     ],
 )
-def test_parse_body_is_strict(text):
-    with pytest.raises(ValueError):
+def test_parse_body_is_strict(text, refusal):
+    with pytest.raises(ValueError, match=re.escape(refusal) + "$"):
         parse_body(text)
 
 

@@ -155,7 +155,7 @@ def test_seal_copies_and_replaces_old_seals():
 
 
 def test_seal_refuses_floats():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="binary floats do not hold decimal amounts exactly"):
         seal({"format": PACK_FORMAT, "risk": {"score": 0.7}}, LEDGER_KEY)
 
 
@@ -495,13 +495,15 @@ def test_load_jwks_errors_are_clear():
     ]:
         with pytest.raises(ValueError, match=message):
             load_jwks(text)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^a JWKS is a JSON object with a `keys` array$"):
         as_jwks(None)
 
 
 def test_load_pack_is_strict():
-    for text in ("[1]", "{", '{"a": NaN}', '{"a": 1, "a": 2}'):
-        with pytest.raises(ValueError):
+    for text, message in (("[1]", "is not a JSON object"), ("{", "is not valid JSON: Expecting property name"),
+                          ('{"a": NaN}', "is not valid JSON: NaN is not JSON"),
+                          ('{"a": 1, "a": 2}', "is not valid JSON: duplicate member name")):
+        with pytest.raises(ValueError, match=f"^the pack {message}"):
             load_pack(text)
 
 

@@ -128,10 +128,15 @@ def revoke(uow: UnitOfWork, principal: Principal, jti: str, now: datetime,
     if record is None or record.tenant_id != principal.tenant_id or record.environment != principal.environment:
         raise NotFound(f"no token `{jti}`")
     principal.check_acts_for(record.agent_id)
+    if record.state == "issued":
+        if uow.tokens.revoke(jti, now):
+            ledger.record(uow, record.tenant_id, record.environment, type="token.revoked",
+                          subject=record.decision_id, decision_id=record.decision_id, at=now,
+                          random_bytes=random_bytes, data={"jti": jti, "revoked_by": principal.principal})
+        else:
+            # Another writer (a burn on another replica) changed the row after it was read: answer
+            # for the state that won, never "revoked" for a token that was used.
+            record = uow.tokens.get(jti) or record
     if record.state == "consumed":
         raise InvalidTransition("the token was already used; it can no longer be revoked")
-    if record.state == "issued" and uow.tokens.revoke(jti, now):
-        ledger.record(uow, record.tenant_id, record.environment, type="token.revoked", subject=record.decision_id,
-                      decision_id=record.decision_id, at=now, random_bytes=random_bytes,
-                      data={"jti": jti, "revoked_by": principal.principal})
     return {"revoked": True, "jti": jti}
