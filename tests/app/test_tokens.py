@@ -23,7 +23,15 @@ import pytest
 
 from gavel.adapters.db import SqlStore, migrate, sqlite_url
 from gavel.app import tokens
-from gavel.app.errors import InvalidTransition, NotFound, TokenInvalid, TokenReused, TokenRevoked
+from gavel.app.errors import (
+    AgentMismatch,
+    DecisionNotEnforced,
+    InvalidTransition,
+    NotFound,
+    TokenInvalid,
+    TokenReused,
+    TokenRevoked,
+)
 from gavel.app.ledger import json_value
 from gavel.app.principal import Principal
 from gavel.crypto import jws
@@ -42,7 +50,8 @@ ARGS_HASH = "sha256:" + "ab" * 32
 
 def issue(jti: str = "tok_1", now: datetime = NOW, **changes) -> tuple[str, tokens.TokenRecord]:
     fields = dict(jti=jti, tenant_id="ten_a", environment="test", decision_id=f"dec_{jti}", agent_id="agent-1",
-                  action_type="refund_create", amount=Decimal("120.50"), currency="USD", args_hash=ARGS_HASH, now=now)
+                  action_type="refund_create", amount=Decimal("120.50"), currency="USD", args_hash=ARGS_HASH, now=now,
+                  enforced=True, outcome="allow")
     return tokens.issue(KEYS, SETTINGS, **(fields | changes))
 
 
@@ -72,6 +81,7 @@ def test_a_genuine_token_verifies_to_its_claims() -> None:
         "iss": "gavel", "aud": "gavel", "sub": "agent-1", "jti": "tok_1", "iat": int(NOW.timestamp()),
         "exp": int(record.expires_at.timestamp()), "tenant": "ten_a", "env": "test", "decision_id": "dec_tok_1",
         "action_type": "refund_create", "args_hash": ARGS_HASH, "amount": "120.5", "currency": "USD",
+        "enforced": True, "outcome": "allow",
     }
     assert record.expires_at == NOW + SETTINGS.ttl
 
@@ -165,8 +175,9 @@ async def stored(store: SqlStore, jti: str = "tok_1", **changes) -> dict:
 
 
 def consume(store: SqlStore, claims: dict, args_hash: str = ARGS_HASH, principal: Principal = AGENT,
-            at: datetime = NOW):
-    return store.write(lambda uow: tokens.consume(uow, principal, claims, args_hash, at, os.urandom))
+            at: datetime = NOW, accept_unenforced: bool = False):
+    return store.write(lambda uow: tokens.consume(uow, principal, claims, args_hash, at, os.urandom,
+                                                  accept_unenforced=accept_unenforced))
 
 
 def revoke(store: SqlStore, jti: str, principal: Principal = AGENT):
@@ -190,11 +201,13 @@ async def test_consume_burns_the_token_once_and_records_it(store: SqlStore) -> N
     claims = await stored(store)
     burned = await consume(store, claims)
     expected = {"valid": True, "jti": "tok_1", "decision_id": "dec_tok_1", "agent_id": "agent-1",
-                "action_type": "refund_create", "amount": "120.5", "currency": "USD"}
+                "action_type": "refund_create", "amount": "120.5", "currency": "USD", "enforced": True,
+                "outcome": "allow"}
     assert {name: burned.get(name) for name in expected} == expected  # what the tool boundary acts on
     assert await state(store) == "consumed"
     assert await events(store) == [("token.consumed", {"jti": "tok_1", "agent_id": "agent-1",
-                                                       "args_hash": ARGS_HASH, "consumed_by": "key:key_agent"})]
+                                                       "args_hash": ARGS_HASH, "consumed_by": "key:key_agent",
+                                                       "enforced": True, "outcome": "allow"})]
     with pytest.raises(TokenReused, match="^decision token was already used$"):
         await consume(store, claims)
     assert len(await events(store)) == 1
@@ -307,3 +320,33 @@ async def test_revoke_does_not_see_other_tenants_or_environments(store: SqlStore
         with pytest.raises(NotFound, match=f"^no token `{jti}`$"):
             await revoke(store, jti)
     assert (await state(store, "tok_b"), await state(store, "tok_l")) == ("issued", "issued")
+
+
+@pytest.mark.parametrize("outcome", ["deny", "require_approval"])
+async def test_an_unenforced_token_whose_rules_did_not_allow_is_refused_unspent(store: SqlStore, outcome: str) -> None:
+    claims = await stored(store, enforced=False, outcome=outcome)
+    with pytest.raises(DecisionNotEnforced, match=f"its rules said {outcome}: the action must not proceed"):
+        await consume(store, claims)
+    assert await state(store) == "issued"
+    assert await events(store) == []
+    burned = await consume(store, claims, accept_unenforced=True)  # a boundary in shadow mode on purpose
+    assert (burned["enforced"], burned["outcome"]) == (False, outcome)
+    assert await state(store) == "consumed"
+
+
+async def test_an_unenforced_allow_and_an_enforced_token_need_no_shadow_mode(store: SqlStore) -> None:
+    burned = await consume(store, await stored(store, "tok_1", enforced=False, outcome="allow"))
+    assert (burned["enforced"], burned["outcome"]) == (False, "allow")
+    burned = await consume(store, await stored(store, "tok_2", enforced=True, outcome="allow"))
+    assert (burned["enforced"], burned["outcome"]) == (True, "allow")
+
+
+async def test_a_key_bound_to_other_agents_cannot_burn_or_revoke(store: SqlStore) -> None:
+    claims = await stored(store)
+    bound = Principal(key_id="key_b", tenant_id="ten_a", environment="test", roles=frozenset({"agent"}),
+                      principal="key:key_b", agents=frozenset({"agent-2"}))
+    with pytest.raises(AgentMismatch):
+        await consume(store, claims, principal=bound)
+    with pytest.raises(AgentMismatch):
+        await revoke(store, "tok_1", principal=bound)
+    assert await state(store) == "issued"
