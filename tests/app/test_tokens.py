@@ -325,8 +325,11 @@ async def test_revoke_does_not_see_other_tenants_or_environments(store: SqlStore
 @pytest.mark.parametrize("outcome", ["deny", "require_approval"])
 async def test_an_unenforced_token_whose_rules_did_not_allow_is_refused_unspent(store: SqlStore, outcome: str) -> None:
     claims = await stored(store, enforced=False, outcome=outcome)
-    with pytest.raises(DecisionNotEnforced, match=f"its rules said {outcome}: the action must not proceed"):
+    with pytest.raises(DecisionNotEnforced, match=f"its rules said {outcome}: the action must not proceed") as refused:
         await consume(store, claims)
+    assert refused.value.metadata == {"outcome": outcome}
+    with pytest.raises(DecisionNotEnforced):  # refusing is the default, not something the boundary asks for
+        await store.write(lambda uow: tokens.consume(uow, AGENT, claims, ARGS_HASH, NOW, os.urandom))
     assert await state(store) == "issued"
     assert await events(store) == []
     burned = await consume(store, claims, accept_unenforced=True)  # a boundary in shadow mode on purpose
