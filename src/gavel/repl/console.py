@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from typing import TextIO
 
 from gavel.repl.completer import Completer
-from gavel.repl.session import ReplError, Session, parse_now
+from gavel.repl.session import ReplError, Reply, Session, parse_now
 
 HISTORY_FILE = "~/.gavel_history"
 HISTORY_LENGTH = 1000
@@ -43,14 +43,26 @@ def run_console(args: argparse.Namespace, stdin: TextIO | None = None, stdout: T
     if interactive:
         print("gavel repl: :help lists the commands, :quit leaves", file=stdout)
     with _line_editing(session, args.history if args.history is not None else HISTORY_FILE, interactive):
-        for line in _lines(session, stdin, interactive):
-            reply = session.handle(line)
-            if reply.text:
-                print(reply.text, file=stdout, flush=True)
-            failed = failed or not reply.ok
-            if reply.quit:
-                break
+        try:
+            for line in _lines(session, stdin, interactive):
+                reply = _answer(session, line)
+                if reply.text:
+                    print(reply.text, file=stdout, flush=True)
+                failed = failed or not reply.ok
+                if reply.quit:
+                    break
+        except BrokenPipeError:  # the reader of our output went away (`| head`): nothing left to say
+            sys.stdout = None
+            return 0
     return 1 if failed and not interactive else 0
+
+
+def _answer(session: Session, line: str) -> Reply:
+    """The session's reply; a bug in it is reported and the session goes on, as a REPL should."""
+    try:
+        return session.handle(line)
+    except Exception as exc:  # any failure must leave the console usable
+        return Reply(f"internal error ({type(exc).__name__}): {exc}; please report it", ok=False)
 
 
 def _lines(session: Session, stdin: TextIO, interactive: bool) -> Iterator[str]:

@@ -101,11 +101,11 @@ class Session:
         if name in (":request", ":input"):
             if arg:
                 self.request = {} if arg == "clear" else self.read_object(arg, "request")
-            return Reply(_json(self.request))
+            return Reply(_json(self.request, indent=None))
         if name == ":facts":
             if arg:
                 self.facts = None if arg == "clear" else self.read_object(arg, "facts")
-            return Reply(_json(self.facts) if self.facts is not None else "no facts")
+            return Reply(_json(self.facts, indent=None) if self.facts is not None else "no facts")
         if name == ":now":
             if arg:
                 self.now = None if arg == "clock" else parse_now(arg)
@@ -255,8 +255,8 @@ def _decision_line(d) -> str:
     return "\n".join(lines)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=_plain)
+def _json(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False, default=_plain)
 
 
 def _plain(v: Any) -> Any:
