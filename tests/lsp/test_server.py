@@ -271,3 +271,32 @@ async def test_every_request_on_half_typed_text_answers(editor: Editor, client: 
     editor.replace(uri, REFUNDS)
     assert await editor.diagnostics(uri) == []
     assert client.error is None
+
+
+async def test_files_changed_on_disk_are_read_again(editor: Editor, client: LanguageClient, bundle: Path) -> None:
+    uri = editor.open(bundle / "refunds.rules")
+    assert await editor.diagnostics(uri) == []
+    added = bundle / "added.rules"
+    added.write_text('package added\n\nrule r\n  deny "added.r"\n  when actoin.amount > 1\n', encoding="utf-8")
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+        changes=[types.FileEvent(uri=added.as_uri(), type=types.FileChangeType.Created)]))
+    await editor.settled(uri)
+    (d,) = client.diagnostics[added.as_uri()]
+    assert d.code == "E101" and "did you mean `action`?" in d.message
+    added.unlink()
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+        changes=[types.FileEvent(uri=added.as_uri(), type=types.FileChangeType.Deleted)]))
+    await editor.settled(uri)
+    assert list(client.diagnostics[added.as_uri()]) == []  # a deleted file's problems are cleared
+
+
+async def test_an_untitled_document_is_a_bundle_of_its_own(editor: Editor, client: LanguageClient) -> None:
+    uri = "untitled:Untitled-1"
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+        uri=uri, language_id="gavel", version=1, text='package u\n\nrule r\n  deny "u.r"\n  when lenght("x") > 1\n')))
+    (d,) = await editor.diagnostics(uri)
+    assert d.code == "E106" and "did you mean `len`?" in d.message
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=doc(uri), range=d.range, context=types.CodeActionContext(diagnostics=[d])))
+    assert [a.title for a in actions] == ["change to `len`"]
+    assert actions[0].edit.changes[uri][0].new_text == "len"
