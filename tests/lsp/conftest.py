@@ -37,3 +37,15 @@ async def client(lsp_client: LanguageClient, bundle: Path):
 @pytest.fixture
 def editor(client: LanguageClient) -> Editor:
     return Editor(client)
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "gavel.cli", "lsp"]))
+async def rooted_client(lsp_client: LanguageClient, bundle: Path):
+    """A client whose settings make the whole `policies` directory one bundle (`bundleRoots`)."""
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"),
+        workspace_folders=[types.WorkspaceFolder(uri=bundle.parent.as_uri(), name="project")],
+        initialization_options={"bundleRoots": ["policies"]},
+    ))
+    yield
+    await lsp_client.shutdown_session()

@@ -300,3 +300,20 @@ async def test_an_untitled_document_is_a_bundle_of_its_own(editor: Editor, clien
         text_document=doc(uri), range=d.range, context=types.CodeActionContext(diagnostics=[d])))
     assert [a.title for a in actions] == ["change to `len`"]
     assert actions[0].edit.changes[uri][0].new_text == "len"
+
+
+SUB = 'package refunds\n\nrule tiny\n  allow "refund.tiny"\n  when action.amount < small\n'
+
+
+async def test_a_file_in_a_subdirectory_is_its_own_bundle_by_default(editor: Editor, bundle: Path) -> None:
+    (bundle / "sub").mkdir()
+    uri = editor.open(bundle / "sub" / "tiny.rules", SUB)
+    (d,) = await editor.diagnostics(uri)
+    assert d.code == "E101" and "unknown name `small`" in d.message
+
+
+async def test_bundle_roots_make_a_directory_tree_one_bundle(rooted_client: LanguageClient, bundle: Path) -> None:
+    (bundle / "sub").mkdir()
+    editor = Editor(rooted_client)
+    uri = editor.open(bundle / "sub" / "tiny.rules", SUB)
+    assert await editor.diagnostics(uri) == []  # `small` is the let of refunds.rules, one directory up

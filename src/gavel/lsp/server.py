@@ -75,7 +75,7 @@ class GavelServer(LanguageServer):
         else:
             bundle = self.bundles.load(path, self.open_texts())
         self.current[bundle.root] = bundle
-        self._publish(bundle)
+        self.publish(bundle)
         return bundle
 
     def bundle_of(self, uri: str) -> Bundle:
@@ -94,7 +94,7 @@ class GavelServer(LanguageServer):
             if root not in self.current:
                 self.refresh(uri)
 
-    def _publish(self, bundle: Bundle) -> None:
+    def publish(self, bundle: Bundle) -> None:
         by_file: dict[str, list[Diagnostic]] = {p: [] for p in bundle.texts}
         for d in bundle.diagnostics:
             by_file.setdefault(d.span.file, []).append(d)
@@ -189,7 +189,7 @@ def did_close(ls: GavelServer, params: types.DidCloseTextDocumentParams) -> None
     if path is not None and uri.startswith("file:"):
         bundle = ls.bundles.load(path, ls.open_texts())
         ls.current[bundle.root] = bundle
-        ls._publish(bundle)
+        ls.publish(bundle)
     else:
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
