@@ -194,7 +194,8 @@ def cmd_lsp(args: argparse.Namespace) -> int:
     try:
         from gavel.lsp.server import serve
     except ImportError as exc:  # pygls is an optional dependency
-        raise UsageError(f"needs the lsp extra ({exc.name} is not installed): pip install 'gavel[lsp]'") from None
+        missing = (exc.name or "pygls").split(".")[0]
+        raise UsageError(f"needs the lsp extra ({missing} is not installed): pip install 'gavel[lsp]'") from None
     serve(args.bundle_root)
     return EXIT_OK
 
