@@ -317,3 +317,17 @@ async def test_bundle_roots_make_a_directory_tree_one_bundle(rooted_client: Lang
     editor = Editor(rooted_client)
     uri = editor.open(bundle / "sub" / "tiny.rules", SUB)
     assert await editor.diagnostics(uri) == []  # `small` is the let of refunds.rules, one directory up
+
+
+async def test_diagnostics_arrive_when_typing_pauses(editor: Editor, client: LanguageClient, bundle: Path) -> None:
+    """No request forces a compile here: the server publishes once the changes stop coming
+    (intermediate texts may or may not be compiled; the last one always is)."""
+    uri = editor.open(bundle / "refunds.rules")
+    await editor.settled(uri)
+    for typed in ("action.a", "action.am", "action.amo"):
+        editor.replace(uri, REFUNDS.replace("action.amount <= small", f"{typed} <= small"))
+    while True:
+        params = await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        if params.uri == uri and any("`action.amo`" in d.message for d in params.diagnostics):
+            break
+    assert [d.code for d in params.diagnostics] == ["E101"]

@@ -8,7 +8,7 @@ gets its syntax error, completion from the raw text, and no hover rather than an
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +31,7 @@ from gavel.lang.source import Source, Span
 from gavel.lsp.bundles import Bundle, Bundles, alone, normal
 from gavel.lsp.positions import Codec, split_lines
 
+DEBOUNCE_SECONDS = 0.15  # a pause in typing this long compiles the bundle
 RUN_TEST = "gavel.runTest"
 RUN_FILE_TESTS = "gavel.runFileTests"
 SOURCE = "gavel"
@@ -43,15 +44,15 @@ _KINDS = {
     "root": types.CompletionItemKind.Module,
 }
 
-log = logging.getLogger(__name__)
-
 
 class GavelServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("gavel", _version(), text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.bundles = Bundles()
-        self.current: dict[Path | None, Bundle] = {}  # bundle root → its last analysis
-        self.published: dict[Path | None, set[str]] = {}  # bundle root → URIs given diagnostics
+        self.current: dict[Path | str, Bundle] = {}  # bundle key → its last analysis
+        self.published: dict[Path | str, set[str]] = {}  # bundle key → URIs given diagnostics
+        self.pending: dict[Path | str, str] = {}  # bundle key → a changed URI not compiled yet
+        self.timers: dict[Path | str, asyncio.TimerHandle] = {}
 
     # ------------------------------------------------------------ bundles
 
@@ -67,34 +68,63 @@ class GavelServer(LanguageServer):
                 out[normal(path)] = doc.source
         return out
 
+    def key_of(self, uri: str) -> Path | str:
+        """A file's bundle root; an untitled document is its own bundle, keyed by its URI."""
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        return self.bundles.root_for(path) if path is not None else uri
+
     def refresh(self, uri: str) -> Bundle:
         """Recompile the bundle of `uri` and publish its diagnostics."""
-        path = to_fs_path(uri)
-        if path is None or not uri.startswith("file:"):
+        key = self.key_of(uri)
+        self.pending.pop(key, None)
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if isinstance(key, str):
             bundle = alone(uri, self.workspace.get_text_document(uri).source)
         else:
-            bundle = self.bundles.load(path, self.open_texts())
-        self.current[bundle.root] = bundle
-        self.publish(bundle)
+            bundle = self.bundles.load(to_fs_path(uri), self.open_texts())
+        self.current[key] = bundle
+        self.publish(key, bundle)
         return bundle
 
+    def changed(self, uri: str) -> None:
+        """Typing: compile once the typing pauses (`DEBOUNCE_SECONDS`), not on every key. A
+        request that comes first compiles at once (`bundle_of`), so answers are never stale."""
+        key = self.key_of(uri)
+        self.pending[key] = uri
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: compile now
+            self.refresh(uri)
+            return
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self.timers[key] = loop.call_later(DEBOUNCE_SECONDS, self._compile_pending, key)
+
+    def _compile_pending(self, key: Path | str) -> None:
+        self.timers.pop(key, None)
+        uri = self.pending.get(key)
+        if uri is not None and uri in self.workspace.text_documents:
+            self.refresh(uri)
+        else:
+            self.pending.pop(key, None)
+
     def bundle_of(self, uri: str) -> Bundle:
-        path = to_fs_path(uri)
-        root = self.bundles.root_for(path) if path is not None and uri.startswith("file:") else None
-        bundle = self.current.get(root)
-        if bundle is None or (root is None and uri not in bundle.texts):
-            bundle = self.refresh(uri)
+        key = self.key_of(uri)
+        bundle = self.current.get(key)
+        if bundle is None or key in self.pending:
+            bundle = self.refresh(self.pending.get(key, uri))
         return bundle
 
     def refresh_all(self) -> None:
         self.current.clear()
         for uri in list(self.workspace.text_documents):
-            path = to_fs_path(uri)
-            root = self.bundles.root_for(path) if path is not None and uri.startswith("file:") else None
-            if root not in self.current:
+            if self.key_of(uri) not in self.current:
                 self.refresh(uri)
 
-    def publish(self, bundle: Bundle) -> None:
+    def publish(self, key: Path | str, bundle: Bundle) -> None:
         by_file: dict[str, list[Diagnostic]] = {p: [] for p in bundle.texts}
         for d in bundle.diagnostics:
             by_file.setdefault(d.span.file, []).append(d)
@@ -105,9 +135,9 @@ class GavelServer(LanguageServer):
             lines = split_lines(bundle.texts.get(file, ""))
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
                 uri=uri, diagnostics=[self.lsp_diagnostic(d, lines) for d in diags]))
-        for gone in self.published.get(bundle.root, set()) - uris:
+        for gone in self.published.get(key, set()) - uris:
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=gone, diagnostics=[]))
-        self.published[bundle.root] = uris
+        self.published[key] = uris
 
     def lsp_diagnostic(self, d: Diagnostic, lines: list[str]) -> types.Diagnostic:
         message = d.message if not d.help else f"{d.message}\nhelp: {d.help}"
@@ -174,7 +204,7 @@ def did_open(ls: GavelServer, params: types.DidOpenTextDocumentParams) -> None:
 
 
 def did_change(ls: GavelServer, params: types.DidChangeTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
+    ls.changed(params.text_document.uri)
 
 
 def did_save(ls: GavelServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -183,15 +213,18 @@ def did_save(ls: GavelServer, params: types.DidSaveTextDocumentParams) -> None:
 
 def did_close(ls: GavelServer, params: types.DidCloseTextDocumentParams) -> None:
     """The file on disk counts again; a bundle with no open document keeps its last diagnostics
-    (as an editor expects of a project's problems)."""
+    (as an editor expects of a project's problems). An untitled document's go with it."""
     uri = params.text_document.uri
-    path = to_fs_path(uri)
-    if path is not None and uri.startswith("file:"):
-        bundle = ls.bundles.load(path, ls.open_texts())
-        ls.current[bundle.root] = bundle
-        ls.publish(bundle)
-    else:
+    key = ls.key_of(uri)
+    ls.pending.pop(key, None)
+    if isinstance(key, str):
+        ls.current.pop(key, None)
+        ls.published.pop(key, None)
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        return
+    bundle = ls.bundles.load(to_fs_path(uri), ls.open_texts())
+    ls.current[key] = bundle
+    ls.publish(key, bundle)
 
 
 def did_change_watched_files(ls: GavelServer, params: types.DidChangeWatchedFilesParams) -> None:
