@@ -190,22 +190,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_lsp(args: argparse.Namespace) -> int:
-    try:
-        from gavel.lsp.server import serve
-    except ImportError as exc:  # pygls is an optional dependency
-        missing = (exc.name or "pygls").split(".")[0]
-        raise UsageError(f"needs the lsp extra ({missing} is not installed): pip install 'gavel[lsp]'") from None
-    serve(args.bundle_root)
-    return EXIT_OK
-
-
-def cmd_repl(args: argparse.Namespace) -> int:
-    from gavel.repl.console import run_console
-
-    return run_console(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gavel", description="Gavel: a policy decision point for AI agents")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -233,26 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", metavar="ISO", help="decision time (default: now)")
     p.set_defaults(run=cmd_eval)
 
-    p = sub.add_parser("lsp", help="the language server for editors (LSP over stdin/stdout)")
-    p.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the only transport; accepted "
-                                                         "for editors that pass it)")
-    p.add_argument("--bundle-root", action="append", default=[], metavar="DIR",
-                   help="a directory that is one bundle with all .rules files below it (repeatable); "
-                        "by default a file's bundle is its own directory")
-    p.set_defaults(run=cmd_lsp)
-
-    p = sub.add_parser("repl", help="evaluate expressions and requests against a bundle, interactively")
-    p.add_argument("rules", nargs="?", metavar="PATH", help="the bundle: a rules directory or file")
-    p.add_argument("--facts", metavar="FILE", help="facts JSON")
-    p.add_argument("--now", metavar="ISO", help="decision time (default: the clock, read at each evaluation)")
-    p.add_argument("--history", metavar="FILE", help="history file (default: ~/.gavel_history; '' for none)")
-    p.set_defaults(run=cmd_repl)
-
     from gavel import cli_bundle, cli_service, cli_verify
+    from gavel.lsp import cli as lsp_cli
+    from gavel.repl import cli as repl_cli
 
     cli_service.register(sub)
     cli_verify.register(sub)
     cli_bundle.register(sub)
+    lsp_cli.register(sub)
+    repl_cli.register(sub)
     return parser
 
 
