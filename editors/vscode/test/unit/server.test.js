@@ -40,8 +40,8 @@ test('gavel lsp answers the client over stdio', { skip }, async () => {
     assert.ok(init.capabilities.hoverProvider);
     assert.deepStrictEqual(init.capabilities.executeCommandProvider.commands.sort(),
       ['gavel.runFileTests', 'gavel.runTest']);
-    connection.sendNotification('initialized', {});
-    connection.sendNotification('textDocument/didOpen', {
+    await connection.sendNotification('initialized', {});
+    await connection.sendNotification('textDocument/didOpen', {
       textDocument: { uri: `file://${file}`, languageId: 'gavel', version: 1, text },
     });
     const { diagnostics } = await published;
@@ -49,9 +49,13 @@ test('gavel lsp answers the client over stdio', { skip }, async () => {
     assert.strictEqual(diagnostics[0].code, 'E101');
     assert.deepStrictEqual(diagnostics[0].range, { start: { line: 4, character: 7 }, end: { line: 4, character: 19 } });
     await connection.sendRequest('shutdown');
-    connection.sendNotification('exit');
+    // Every write awaited, and the server gone, before the connection closes: nothing may
+    // write to a closed stream after the test.
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    await connection.sendNotification('exit');
+    assert.strictEqual(await exited, 0);
   } finally {
     connection.dispose();
-    server.kill();
+    if (server.exitCode === null) server.kill();
   }
 });
