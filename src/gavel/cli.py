@@ -218,10 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_eval)
 
     from gavel import cli_bundle, cli_service, cli_verify
+    from gavel.lsp import cli as lsp_cli
+    from gavel.repl import cli as repl_cli
 
     cli_service.register(sub)
     cli_verify.register(sub)
     cli_bundle.register(sub)
+    lsp_cli.register(sub)
+    repl_cli.register(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ import re2
 
 from gavel.lang import ir
 from gavel.lang import syntax as ast
-from gavel.lang.diagnostics import Diagnostic, DiagnosticSink, did_you_mean
+from gavel.lang.diagnostics import Diagnostic, DiagnosticSink, Fix, did_you_mean, segment_fix
 from gavel.lang.functions import SIGNATURES
 from gavel.lang.source import Span
 from gavel.lang.types import (
@@ -106,7 +106,8 @@ class Checker:
             for let_name, decl in pkg.lets.items():
                 if self.let_refs[(pkg.name, let_name)] == 0:
                     self.sink.warning("W301", f"unused let `{let_name}`", decl.span,
-                                      "remove it, or use it in a rule")
+                                      "remove it, or use it in a rule",
+                                      (Fix(decl.span, "", f"remove the unused let `{let_name}`"),))
         return ir.ProgramIR(tuple(packages), tuple(t for t in tests if t is not None))
 
     def _collect(self) -> None:
@@ -234,8 +235,10 @@ class Checker:
     def _route(self, effect: str, route: ast.Route | None, span: Span) -> ir.RouteIR | None:
         if route is None:
             if effect == "require_approval":
-                self.sink.error("E204", "`require_approval` needs a `route`", span,
-                                'add route { role: "…", approvals: 1, timeout: 24h, on_timeout: deny }')
+                route_text = 'route { role: "…", approvals: 1, timeout: 24h, on_timeout: deny }'
+                end = Span(span.file, span.end_line, span.end_column, span.end_line, span.end_column)
+                self.sink.error("E204", "`require_approval` needs a `route`", span, f"add {route_text}",
+                                (Fix(end, f"\n  {route_text}", "add a route"),))
             return None
         if effect != "require_approval":
             self.sink.error("E205", f"a `route` only applies to require_approval, not {effect}", route.span)
@@ -245,7 +248,8 @@ class Checker:
             if entry.key not in ROUTE_KEYS:
                 hint = did_you_mean(entry.key, ROUTE_KEYS)
                 self.sink.error("E206", f"unknown route field `{entry.key}`", entry.span,
-                                f"did you mean `{hint}`?" if hint else f"fields: {', '.join(ROUTE_KEYS)}")
+                                f"did you mean `{hint}`?" if hint else f"fields: {', '.join(ROUTE_KEYS)}",
+                                (Fix.replace(_start_of(entry.span, entry.key), hint),) if hint else ())
             elif entry.key in values:
                 self.sink.error("E206", f"route field `{entry.key}` given twice", entry.span)
             else:
@@ -389,8 +393,10 @@ class Checker:
             return value
         if head == "now":
             if rest:
+                fixes = (Fix.replace(span, f"{rest[0]}(now)"),) \
+                    if rest[0] in ("hour", "day_of_week", "date") and _spells(span, chain) else ()
                 self.sink.error("E102", f"`now` is a time and has no member `{rest[0]}`", span,
-                                "use hour(now), day_of_week(now) or date(now)")
+                                "use hour(now), day_of_week(now) or date(now)", fixes)
                 return None
             return ir.Now(TIME, span)
         if head == "risk":
@@ -400,7 +406,8 @@ class Checker:
             if len(rest) != 1 or rest[0] not in RISK_SCHEMA:
                 hint = did_you_mean(rest[0], RISK_SCHEMA) if rest else None
                 self.sink.error("E101", f"unknown path `{'.'.join(chain)}`", span,
-                                f"did you mean `risk.{hint}`?" if hint else "use risk.score or risk.tier")
+                                f"did you mean `risk.{hint}`?" if hint else "use risk.score or risk.tier",
+                                segment_fix(span, chain, 1, hint) if hint else ())
                 return None
             return ir.RiskRef(rest[0], RISK_SCHEMA[rest[0]], span)
         if head == DATA_ROOT:
@@ -409,7 +416,8 @@ class Checker:
             names = [*ctx.vars, *ctx.package.lets, *ROOTS]
             hint = did_you_mean(head, names)
             self.sink.error("E101", f"unknown name `{head}`", span,
-                            f"did you mean `{hint}`?" if hint else None)
+                            f"did you mean `{hint}`?" if hint else None,
+                            segment_fix(span, chain, 0, hint) if hint else ())
             return None
         return self._schema_path(chain, span)
 
@@ -440,7 +448,8 @@ class Checker:
                 where = ".".join(chain[: i + 1])
                 self.sink.error("E101", f"unknown path `{where}`", span,
                                 f"did you mean `{'.'.join((*chain[:i], hint))}`?" if hint else
-                                f"`{'.'.join(chain[:i])}` has: {', '.join(sorted(siblings))}")
+                                f"`{'.'.join(chain[:i])}` has: {', '.join(sorted(siblings))}",
+                                segment_fix(span, chain, i, hint) if hint else ())
                 return None
             node = node[name]
         t = node if isinstance(node, Type) else OBJECT
@@ -463,7 +472,8 @@ class Checker:
                     help_ = f"`{'.'.join(chain[:i])}` has: {', '.join(sorted(node))}"
                 else:
                     help_ = "this bundle has no data files; `data/NAME.json` is read as `data.NAME`"
-                self.sink.error("E101", f"unknown path `{where}`", span, help_)
+                self.sink.error("E101", f"unknown path `{where}`", span, help_,
+                                segment_fix(span, chain, i, hint) if hint else ())
                 return None
             node = node[name]
         return ir.InputPath(DATA_ROOT, chain, node if isinstance(node, Type) else OBJECT, span)
@@ -488,7 +498,8 @@ class Checker:
         if sig is None:
             hint = did_you_mean(e.func, SIGNATURES)
             self.sink.error("E106", f"unknown function `{e.func}`", e.span,
-                            f"did you mean `{hint}`?" if hint else None)
+                            f"did you mean `{hint}`?" if hint else None,
+                            (Fix.replace(_start_of(e.span, e.func), hint),) if hint else ())
             return None
         args = [self._expr(a, ctx) for a in e.args]
         if any(a is None for a in args):
@@ -659,12 +670,23 @@ class Checker:
                 if isinstance(c, ir.Const) and isinstance(c.value, str) and c.value not in known:
                     hint = did_you_mean(c.value, known)
                     self.sink.warning("W306", f"`{c.value}` is never a value here", c.span,
-                                      f"did you mean `{hint}`?" if hint else f"values: {', '.join(known)}")
+                                      f"did you mean `{hint}`?" if hint else f"values: {', '.join(known)}",
+                                      (Fix.replace(c.span, f'"{hint}"'),) if hint else ())
 
 
 def _a(t: Type) -> str:
     text = str(t)
     return f"an {text}" if text[0] in "aeiou" else f"a {text}"
+
+
+def _start_of(span: Span, word: str) -> Span:
+    """The span of `word` written at the start of `span` (a call's name, a route field's key)."""
+    return Span(span.file, span.line, span.column, span.line, span.column + len(word))
+
+
+def _spells(span: Span, chain: tuple[str, ...]) -> bool:
+    """Whether `span` holds exactly the dotted path, on one line (see `segment_fix`)."""
+    return span.line == span.end_line and span.end_column - span.column == len(".".join(chain))
 
 
 def _static_chain(e: ast.Expr) -> tuple[str, ...] | None:

@@ -24,12 +24,28 @@ class Severity(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Fix:
+    """A fix that tools can apply without reading the message: replace the text at `span`
+    (zero-width to insert) with `replacement`. The rendered diagnostic never shows it; the
+    `help` line says the same thing in words."""
+
+    span: Span
+    replacement: str
+    title: str
+
+    @staticmethod
+    def replace(span: Span, replacement: str) -> Fix:
+        return Fix(span, replacement, f"change to `{replacement}`")
+
+
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
     severity: Severity
     code: str
     message: str
     span: Span
     help: str | None = None
+    fixes: tuple[Fix, ...] = ()
 
     @property
     def is_error(self) -> bool:
@@ -56,12 +72,13 @@ class Diagnostic:
         return out
 
 
-def error(code: str, message: str, span: Span, help: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.ERROR, code, message, span, help)
+def error(code: str, message: str, span: Span, help: str | None = None, fixes: tuple[Fix, ...] = ()) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, code, message, span, help, fixes)
 
 
-def warning(code: str, message: str, span: Span, help: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.WARNING, code, message, span, help)
+def warning(code: str, message: str, span: Span, help: str | None = None,
+            fixes: tuple[Fix, ...] = ()) -> Diagnostic:
+    return Diagnostic(Severity.WARNING, code, message, span, help, fixes)
 
 
 def sort_diagnostics(diags: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
@@ -105,15 +122,30 @@ class DiagnosticSink:
 
     items: list[Diagnostic] = field(default_factory=list)
 
-    def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
-        self.items.append(error(code, message, span, help))
+    def error(self, code: str, message: str, span: Span, help: str | None = None,
+              fixes: tuple[Fix, ...] = ()) -> None:
+        self.items.append(error(code, message, span, help, fixes))
 
-    def warning(self, code: str, message: str, span: Span, help: str | None = None) -> None:
-        self.items.append(warning(code, message, span, help))
+    def warning(self, code: str, message: str, span: Span, help: str | None = None,
+                fixes: tuple[Fix, ...] = ()) -> None:
+        self.items.append(warning(code, message, span, help, fixes))
 
     @property
     def has_errors(self) -> bool:
         return has_errors(self.items)
+
+
+def segment_fix(span: Span, chain: tuple[str, ...], index: int, replacement: str) -> tuple[Fix, ...]:
+    """Replace segment `index` of the dotted path `chain` written at `span`.
+
+    Only when the span holds exactly the path, on one line (no spaces, parentheses or comments
+    inside it): otherwise the segment's column is not known, and there is no fix."""
+    text = ".".join(chain)
+    if span.line != span.end_line or span.end_column - span.column != len(text):
+        return ()
+    start = span.column + len(".".join(chain[:index])) + (1 if index else 0)
+    segment = Span(span.file, span.line, start, span.line, start + len(chain[index]))
+    return (Fix(segment, replacement, f"change to `{'.'.join((*chain[:index], replacement))}`"),)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

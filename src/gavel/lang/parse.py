@@ -18,7 +18,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from gavel.lang import syntax as ast
-from gavel.lang.diagnostics import Diagnostic, did_you_mean, error
+from gavel.lang.diagnostics import Diagnostic, Fix, did_you_mean, error
 from gavel.lang.source import Source, Span
 
 MAX_SOURCE_BYTES = 256 * 1024 * 1024  # a backstop: the edges apply the configured limit (GAVEL_MAX_RULES_FILE_BYTES)
@@ -86,8 +86,8 @@ class _TooDeep(Exception):
 class _SyntaxProblem(Exception):
     """Raised inside the transformer for errors the grammar cannot express."""
 
-    def __init__(self, message: str, span: Span, help: str | None = None):
-        self.message, self.span, self.help = message, span, help
+    def __init__(self, message: str, span: Span, help: str | None = None, fixes: tuple[Fix, ...] = ()):
+        self.message, self.span, self.help, self.fixes = message, span, help, fixes
 
 
 @cache
@@ -126,7 +126,7 @@ def parse_source(source: Source) -> tuple[ast.Module | None, tuple[Diagnostic, .
     except _TooDeep as exc:
         return None, (error("E005", f"nesting deeper than {MAX_NESTING} levels", _tok_span(source.path, exc.tok)),)
     except _SyntaxProblem as exc:
-        return None, (error("E002", exc.message, exc.span, exc.help),)
+        return None, (error("E002", exc.message, exc.span, exc.help, exc.fixes),)
     except UnexpectedInput as exc:
         return None, (_syntax_error(source, exc),)
     except RecursionError:
@@ -327,8 +327,10 @@ class _ToAst(Transformer):
 
     def _soft(self, tok: Token, expected: str) -> None:
         if tok.value != expected:
-            hint = f"did you mean `{expected}`?" if did_you_mean(tok.value, [expected]) else None
-            raise _SyntaxProblem(f"expected `{expected}`, found `{tok.value}`", self._tspan(tok), hint)
+            close = did_you_mean(tok.value, [expected]) is not None
+            raise _SyntaxProblem(f"expected `{expected}`, found `{tok.value}`", self._tspan(tok),
+                                 f"did you mean `{expected}`?" if close else None,
+                                 (Fix.replace(self._tspan(tok), expected),) if close else ())
 
     # ---- file and declarations
 
@@ -439,6 +441,7 @@ class _ToAst(Transformer):
             raise _SyntaxProblem(
                 f"unknown test clause `{keyword.value}`", self._tspan(keyword),
                 f"did you mean `{hint}`?" if hint else "a test has `input`, `now`, `facts` and `expect`",
+                (Fix.replace(self._tspan(keyword), hint),) if hint else (),
             )
         return keyword.value, obj, self._span(meta)
 
